@@ -11,7 +11,7 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 venv="$root/.venv"
 pip="$venv/bin/pip"
-hash=$(cat constraints.txt WeakNetLib/pyproject.toml WeakNetSlicer/pyproject.toml WeakNetWeb/pyproject.toml scripts/setup.sh 2>/dev/null | sha1sum | cut -c1-12)
+hash=$( (cat constraints.txt scripts/*.sh */pyproject.toml 2>/dev/null || true) | sha1sum | cut -c1-12)
 stamp="$venv/.weaknet-$level-$hash"
 [ -f "$stamp" ] && exit 0
 
