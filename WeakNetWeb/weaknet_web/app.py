@@ -1,0 +1,170 @@
+"""The WeakNet browser annotator: a trame-slicer application around the MRML annotation session."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from trame.app import TrameApp
+from trame_slicer import module as trame_slicer_module
+from trame_slicer.core import SlicerApp
+from trame_slicer.core.volume_window_level import VolumeWindowLevel
+
+from weaknet.errors import InputError
+
+from .errors import report_to
+from .sandbox import DataRoot
+from .views import LAYOUTS, FrameCounter, make_layout_manager, register_counting_factories
+
+log = logging.getLogger("weaknet_web")
+
+SAMPLE_NAME = "samples/phantom_bean.nrrd"
+
+
+class AnnotatorApp(TrameApp):
+    """One server, one Slicer scene, one annotation session shared by every connected tab.
+
+    All callbacks run on the server's event loop one at a time, so edits from several tabs are serialized;
+    every tab shows the same session.
+    """
+
+    def __init__(self, server=None, *, data_root: str | Path, volume: str | None = None,
+                 max_upload_mb: float = 512.0, volume_rendering: bool = False, sample: bool = False):
+        super().__init__(server)
+        self.server.enable_module(trame_slicer_module)
+        self.data_root = DataRoot(data_root)
+        self.max_upload_bytes = int(max_upload_mb * 2**20)
+        self.slicer = SlicerApp()
+        self.frames = FrameCounter(self.server)
+        register_counting_factories(self.slicer.view_manager, self.server, self.frames)
+        self.layout_manager = make_layout_manager(self.slicer, self.server)
+        self.volume_node = None
+        self.volume_path: Path | None = None
+        self._init_state(volume_rendering)
+        self._bind()
+        from .ui import build_ui
+        self.ui = build_ui(self)
+        if volume or sample:
+            guard = report_to(self.state)
+            start = (lambda: self.open_volume(volume)) if volume else self.open_sample
+            self.server.controller.on_server_ready.add(lambda **_: guard(start)())
+
+    # ----------------------------------------------------------------------------------------- state
+    def _init_state(self, volume_rendering: bool) -> None:
+        s = self.state
+        s.trame__title = "WeakNet annotator"
+        s.layout_name = LAYOUTS[0]
+        s.layout_names = list(LAYOUTS)
+        s.volume_choices = self.data_root.list_volumes()
+        s.volume_choice = None
+        s.volume_name = ""
+        s.wl_range = [0.0, 1.0]
+        s.wl_min_max = [0.0, 1.0]
+        s.vr_enabled = bool(volume_rendering)
+        s.error_message = ""
+        s.error_visible = False
+        s.error_count = 0
+        s.busy = False
+
+    def _bind(self) -> None:
+        guard = report_to(self.state)
+        s = self.state
+        s.change("layout_name")(guard(lambda layout_name, **_: self.layout_manager.set_layout(layout_name)))
+        s.change("wl_min_max")(guard(lambda wl_min_max, **_: self.set_display_range(*wl_min_max)))
+        s.change("vr_enabled")(guard(lambda vr_enabled, **_: self.set_volume_rendering(vr_enabled)))
+        ctrl = self.server.controller
+        ctrl.open_choice = guard(lambda: self.open_volume(s.volume_choice))
+        ctrl.open_sample = guard(self.open_sample)
+        ctrl.refresh_volumes = guard(lambda: setattr(s, "volume_choices", self.data_root.list_volumes()))
+        self.server.trigger("weaknet_debug")(self.debug_info)
+        self.server.trigger("weaknet_render")(self.changed)
+
+    # ----------------------------------------------------------------------------------------- volumes
+    def open_volume(self, relative: str | None) -> None:
+        """Load the volume at ``relative`` (a path under the data root) and show it in the slice views."""
+        if not relative:
+            raise InputError("choose a volume first")
+        path = self.data_root.resolve(relative, must_exist=True)
+        from weaknet.volume import read_volume
+
+        read_volume(path)  # validates: readable, 3-D, scalar (clear InputError otherwise)
+        self._show(path)
+
+    def open_sample(self) -> None:
+        """Write the built-in phantom under the data root (once) and open it."""
+        path = self.data_root.resolve(SAMPLE_NAME)
+        if not path.exists():
+            from weaknet.phantoms import make_phantom
+            from weaknet.volume import write_volume
+
+            phantom = make_phantom("bean", modality="CT", seed=0)
+            write_volume(phantom.image, path)
+            write_volume(phantom.label, path.with_name(path.name.replace(".nrrd", "_label.nrrd")))
+        self.state.volume_choices = self.data_root.list_volumes()
+        self._show(path)
+
+    def _show(self, path: Path) -> None:
+        nodes = self.slicer.io_manager.load_volumes([path.as_posix()])
+        if not nodes:
+            raise InputError(f"{self.data_root.relative(path)}: Slicer could not load this volume")
+        if self.volume_node is not None:
+            self.slicer.scene.RemoveNode(self.volume_node)
+        self.volume_node, self.volume_path = nodes[0], path
+        dm = self.slicer.display_manager
+        dm.show_volume_in_slice_background(self.volume_node)
+        dm.show_volume_in_slice_foreground(None)
+        dm.reset_views()
+        self.set_volume_rendering(self.state.vr_enabled)
+        lo, hi = VolumeWindowLevel.get_volume_scalar_range(self.volume_node)
+        shown = VolumeWindowLevel.get_volume_display_range(self.volume_node)
+        with self.state:
+            self.state.volume_name = self.data_root.relative(path)
+            self.state.volume_choice = self.state.volume_name
+            self.state.wl_range = [float(lo), float(hi)]
+            self.state.wl_min_max = [float(shown[0]), float(shown[1])]
+        self.changed()
+
+    def set_display_range(self, lo: float, hi: float) -> None:
+        """Window/level as the displayed intensity range [lo, hi]."""
+        if self.volume_node is None:
+            return
+        VolumeWindowLevel.set_volume_node_display_min_max_range(self.volume_node, float(lo), float(hi))
+        self.changed()
+
+    def set_volume_rendering(self, enabled: bool) -> None:
+        """Volume rendering in the 3D view (off by default: ~2 s a frame without a GPU)."""
+        if self.volume_node is None:
+            return
+        vr = self.slicer.volume_rendering
+        display = vr.get_vr_display_node(self.volume_node)
+        if enabled and display is None:
+            display = vr.create_display_node(self.volume_node)
+        if display is not None:
+            display.SetVisibility(bool(enabled))
+        self.changed()
+
+    # ----------------------------------------------------------------------------------------- views
+    def changed(self) -> int:
+        """Note that what the views show changed: bump the revision, re-render every view; returns the revision
+        (a frame tagged with it in ``state.frames`` shows the change)."""
+        revision = self.frames.bump()
+        for view in self.slicer.view_manager.get_views():
+            view.schedule_render()
+        return revision
+
+    def debug_info(self) -> dict:
+        """Geometry of the slice views for tests and benchmarks: per trame view id, its orientation, the
+        4×4 XY→RAS matrix (row-major; XY = render-window pixels, origin bottom-left) and its size in pixels."""
+        from trame_slicer.app.logic import get_view_trame_id
+
+        views = {}
+        for view in self.slicer.view_manager.get_slice_views():
+            node = view.get_view_node()
+            m = node.GetXYToRAS()
+            views[get_view_trame_id(self.server, view)] = {
+                "orientation": node.GetOrientation(),
+                "xy_to_ras": [m.GetElement(r, c) for r in range(4) for c in range(4)],
+                "size": list(view.render_window().GetSize()),
+                "offset": view.get_slice_value(),
+            }
+        return {"views": views, "revision": self.frames.revision, "volume": self.state.volume_name}

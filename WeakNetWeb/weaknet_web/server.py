@@ -1,0 +1,34 @@
+"""Start the annotator's server and print its URL."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def serve(*, data_root: str | Path, volume: str | None = None, host: str = "127.0.0.1", port: int = 8080,
+          sample: bool = False, max_upload_mb: float = 512.0, volume_rendering: bool = False) -> int:
+    """Run the app until interrupted. ``volume`` is relative to ``data_root``; ``port`` 0 picks a free one.
+
+    Prints ``weaknet app: serving DATA_ROOT at URL`` (flushed) once the port is chosen.
+    """
+    logging.basicConfig(level=os.environ.get("WEAKNET_LOG", "WARNING"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .app import AnnotatorApp
+
+    port = port or free_port(host)
+    app = AnnotatorApp(data_root=data_root, volume=volume, max_upload_mb=max_upload_mb,
+                       volume_rendering=volume_rendering, sample=sample)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+    print(f"weaknet app: serving {app.data_root.path} at {url}", flush=True)
+    app.server.start(host=host, port=port, open_browser=False, show_connection_info=False)
+    return 0

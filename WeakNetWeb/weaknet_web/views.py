@@ -1,0 +1,128 @@
+"""Remote views (slice and 3D) that report each frame they send to the browser, and the app's layouts.
+
+trame-slicer renders every Slicer view server-side and streams it as images (RCA). Browser tests and the
+latency benchmark must wait for a *delivered* frame, not sleep: each factory here wraps the view's push
+callback so that, after an image is pushed, the trame state ``frames`` maps the view's trame id to the app's
+scene revision that image shows (see :class:`FrameCounter`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from trame_rca.schedulers import RcaRenderSchedulerProtocol
+from trame_slicer.core import LayoutManager
+from trame_slicer.rca_view import RemoteSliceViewFactory, RemoteThreeDViewFactory
+from trame_slicer.rca_view.rca_view_factory import RcaView
+from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
+
+
+class FrameCounter:
+    """Scene revision counter shared by the app and its views.
+
+    ``bump()`` is called by the app after each change of what the views show (a fit, a loaded volume) and
+    returns the new revision; every frame pushed afterwards is tagged with it in ``state.frames``.
+    """
+
+    def __init__(self, server):
+        self._state = server.state
+        self.revision = 0
+        self._state.frames = {}
+        self._state.revision = 0
+
+    def bump(self) -> int:
+        self.revision += 1
+        self._state.revision = self.revision
+        return self.revision
+
+    def frame_pushed(self, view_id: str) -> None:
+        frames = dict(self._state.frames or {})
+        frames[view_id] = self.revision
+        with self._state:
+            self._state.frames = frames
+
+
+def _counting_factory(base: type):
+    class CountingFactory(base):
+        """``base`` whose views record each pushed frame in a :class:`FrameCounter`."""
+
+        def __init__(self, server, counter: FrameCounter, **kwargs):
+            super().__init__(server, **kwargs)
+            self._counter = counter
+            self._last_scheduler: RcaRenderSchedulerProtocol | None = None
+
+        def _create_vuetify_ui(self, view_id, slicer_view, rca_scheduler, **kwargs):
+            self._last_scheduler = rca_scheduler
+            super()._create_vuetify_ui(view_id, slicer_view, rca_scheduler, **kwargs)
+
+        def _create_view(self, view, scene, app_logic) -> RcaView:
+            rca_view = super()._create_view(view, scene, app_logic)
+            push: Callable = rca_view.view_adapter.push
+            view_id = rca_view.view_adapter.area_name
+            counter = self._counter
+
+            def push_and_count(content: bytes, meta: dict) -> None:
+                push(content, meta)
+                counter.frame_pushed(view_id)
+
+            self._last_scheduler.set_push_callback(push_and_count)
+            return rca_view
+
+    CountingFactory.__name__ = f"Counting{base.__name__}"
+    return CountingFactory
+
+
+CountingSliceViewFactory = _counting_factory(RemoteSliceViewFactory)
+CountingThreeDViewFactory = _counting_factory(RemoteThreeDViewFactory)
+
+
+def _tagged(populate: Callable) -> Callable:
+    """``populate`` (a view gutter builder) plus an empty ``<div data-view="ID">`` that lets tests and the
+    benchmark find the view's image in the page."""
+    from trame.widgets import html
+
+    def populate_and_tag(server, view_id: str, view) -> None:
+        html.Div(raw_attrs=[f'data-view="{view_id}"'], style="display: none")
+        populate(server, view_id, view)
+
+    return populate_and_tag
+
+
+def register_counting_factories(view_manager, server, counter: FrameCounter) -> None:
+    """Register slice and 3D view factories whose frames are counted by ``counter`` (JPEG images)."""
+    from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_vertical_view_gutter_ui
+
+    view_manager.register_factory(CountingSliceViewFactory(
+        server, counter, populate_view_ui_f=_tagged(create_vertical_slice_view_gutter_ui),
+        target_fps=20.0, blur_fps=20.0))
+    view_manager.register_factory(CountingThreeDViewFactory(
+        server, counter, populate_view_ui_f=_tagged(create_vertical_view_gutter_ui),
+        target_fps=20.0, blur_fps=10.0))
+
+
+LAYOUTS = ("Four-up", "Axial + 3D", "Axial only", "Slices only")
+
+
+def layouts() -> dict[str, Layout]:
+    """The app's layouts: Slicer's four-up (axial, 3D, coronal, sagittal) and smaller ones."""
+    axial = ViewLayoutDefinition.axial_view()
+    coronal = ViewLayoutDefinition.coronal_view()
+    sagittal = ViewLayoutDefinition.sagittal_view()
+    threed = ViewLayoutDefinition.threed_view()
+    return {
+        "Four-up": Layout(LayoutDirection.Vertical, [
+            Layout(LayoutDirection.Horizontal, [axial, threed]),
+            Layout(LayoutDirection.Horizontal, [coronal, sagittal]),
+        ]),
+        "Axial + 3D": Layout(LayoutDirection.Horizontal, [axial, threed]),
+        "Axial only": Layout(LayoutDirection.Vertical, [axial]),
+        "Slices only": Layout(LayoutDirection.Horizontal, [axial, coronal, sagittal]),
+    }
+
+
+def make_layout_manager(slicer_app, server) -> LayoutManager:
+    """A layout manager with :func:`layouts` registered and the four-up layout selected."""
+    manager = LayoutManager(slicer_app.scene, slicer_app.view_manager, server)
+    manager.register_layout_dict(layouts())
+    manager.set_layout(LAYOUTS[0])
+    return manager
