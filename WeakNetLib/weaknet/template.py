@@ -1,0 +1,44 @@
+"""Template masks from clicked points: fit an :class:`~weaknet.asm.ActiveSurface` and rasterize it into an
+image's grid. This is the weak label Y that Weak-Net trains on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .asm import ActiveSurface
+from .points import validate_points
+from .rasterize import rasterize_mesh, signed_distance
+from .volume import Geometry, Volume
+
+
+@dataclass
+class Template:
+    """A fitted template: mask uint8 (D, H, W) in ``geometry``, mesh vertices (V, 3) LPS mm, faces (F, 3)."""
+
+    mask: np.ndarray
+    vertices: np.ndarray
+    faces: np.ndarray
+    geometry: Geometry
+
+    def signed_distance(self, band_mm: float | None = None) -> np.ndarray:
+        """float32 (D, H, W) mm to the template boundary, negative inside (see :func:`rasterize.signed_distance`)."""
+        return signed_distance(self.mask, self.geometry, band_mm=band_mm)
+
+    def volume(self) -> Volume:
+        """The mask as a :class:`Volume` with the image's geometry."""
+        return Volume(self.mask, self.geometry)
+
+
+def fit_template(points_lps: np.ndarray, geometry: Geometry, **options) -> Template:
+    """Fit a template through points (N, 3) LPS mm and rasterize it into ``geometry``.
+
+    ``options`` go to :class:`ActiveSurface` (e.g. ``subdivisions``, ``iterations``). Raises
+    :class:`~weaknet.errors.InputError` for too few, duplicate, degenerate or outside-the-image points.
+    """
+    pts = validate_points(points_lps, geometry)
+    surface = ActiveSurface(**options).fit(pts)
+    mask = rasterize_mesh(surface.vertices, surface.faces, geometry)
+    return Template(mask, surface.vertices, surface.faces, geometry)
