@@ -34,6 +34,65 @@ def ellipsoid_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return centre, axes, np.maximum(radii, 1e-3 * radii.max())
 
 
+def ellipsoid_template(points: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """The unit-sphere vertices (V, 3) mapped onto the points' principal ellipsoid (V, 3) LPS mm."""
+    centre, axes, radii = ellipsoid_frame(points)
+    return centre + (unit * radii) @ axes.T
+
+
+def bent_template(points: np.ndarray, unit: np.ndarray) -> np.ndarray | None:
+    """The unit-sphere vertices mapped onto an ellipsoid bent along a circular arc (banana, C) fitted to the
+    points (N, 3) LPS mm, or None when the points do not follow an arc.
+
+    The arc lies in the plane of the two main principal axes: a circle fitted to the points projected there
+    (algebraic least squares), spanning the angles not in the largest angular gap between points. Along
+    the arc, across it and out of plane the radii are √3 × the standard deviations, as in
+    :func:`ellipsoid_frame`.
+    """
+    centre, axes, _ = ellipsoid_frame(points)
+    x, y, h = ((points - centre) @ axes).T
+    design = np.stack([x, y, np.ones_like(x)], axis=1)
+    (d, e, f), *_ = np.linalg.lstsq(design, -(x * x + y * y), rcond=None)
+    cx, cy = -d / 2, -e / 2
+    if cx * cx + cy * cy - f <= 0:
+        return None
+    for _ in range(10):  # geometric refinement (Gauss-Newton on Σ (|p − c| − r)², r eliminated)
+        dx, dy = x - cx, y - cy
+        rho = np.maximum(np.hypot(dx, dy), 1e-9)
+        jac = np.stack([-dx / rho, -dy / rho], axis=1)
+        jac -= jac.mean(axis=0)
+        step, *_ = np.linalg.lstsq(jac, -(rho - rho.mean()), rcond=None)
+        cx, cy = cx + step[0], cy + step[1]
+    radius = np.hypot(x - cx, y - cy).mean()
+    angle = np.arctan2(y - cy, x - cx)
+    order = np.sort(angle)
+    gaps = np.diff(np.append(order, order[0] + 2 * np.pi))
+    k = int(np.argmax(gaps))
+    if gaps[k] < np.radians(30):
+        return None
+    mid = order[k] + gaps[k] / 2 + np.pi  # opposite the gap's centre
+    s = radius * ((angle - mid + np.pi) % (2 * np.pi) - np.pi)
+    root3 = np.sqrt(3.0)
+    half_length = min(root3 * s.std(), 0.95 * np.pi * radius)
+    across = min(root3 * (np.hypot(x - cx, y - cy) - radius).std(), 0.8 * radius)
+    height = root3 * (h - h.mean()).std()
+    phi = mid + half_length * unit[:, 0] / radius
+    rho = radius - across * unit[:, 1]  # minus keeps the faces outward (the bend flips orientation)
+    local = np.stack([cx + rho * np.cos(phi), cy + rho * np.sin(phi), h.mean() + height * unit[:, 2]], axis=1)
+    return centre + local @ axes.T
+
+
+def initial_shape(points: np.ndarray, unit: np.ndarray) -> np.ndarray:
+    """Rest shape (V, 3) LPS mm for the points (N, 3): the principal ellipsoid, or the bent ellipsoid when
+    it lies clearly closer to the points (mean point-to-nearest-vertex distance 20 % smaller)."""
+    straight = ellipsoid_template(points, unit)
+    bent = bent_template(points, unit)
+    if bent is None:
+        return straight
+    residual = [cKDTree(v).query(points)[0].mean() for v in (straight, bent)]
+    return bent if residual[1] < 0.8 * residual[0] else straight
+
+
 class ActiveSurface:
     """A template mesh fitted to clicked surface points (LPS mm).
 
@@ -60,8 +119,7 @@ class ActiveSurface:
     def fit(self, points_lps: np.ndarray) -> "ActiveSurface":
         """Fit from scratch: initialise on the points' ellipsoid and iterate. points (N, 3) LPS mm."""
         pts = validate_points(points_lps)
-        centre, axes, radii = ellipsoid_frame(pts)
-        self.rest = centre + (self.unit * radii) @ axes.T
+        self.rest = initial_shape(pts, self.unit)
         self.vertices = self.rest.copy()
         self.points = pts
         self._iterate(pts, self.iterations)
