@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dataset import SLICE_AXES as PLANES
 from .errors import InputError
 from .volume import Volume
-
-PLANES = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
 def simulate_points(label: Volume, n: int, seed: int = 0, jitter_mm: float = 0.0) -> np.ndarray:

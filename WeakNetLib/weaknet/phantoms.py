@@ -28,7 +28,7 @@ MODALITIES = ("CT", "MRI", "EM")
 # texture amplitude and noise sigma, in the modality's own units (HU for CT, arbitrary units otherwise).
 _APPEARANCE = {
     "CT": dict(bg=40.0, fg=(95.0, 125.0), distract=(700.0, -400.0), texture=10.0, noise=14.0),
-    "MRI": dict(bg=300.0, fg=(470.0, 540.0), distract=(950.0, 40.0), texture=25.0, noise=22.0),
+    "MRI": dict(bg=300.0, fg=(470.0, 540.0), distract=(1100.0, 20.0), texture=25.0, noise=22.0),
     "EM": dict(bg=0.55, fg=(0.64, 0.70), distract=(0.12, 0.95), texture=0.05, noise=0.06),
 }
 
@@ -97,7 +97,7 @@ def make_phantom(kind: str = "bean", modality: str = "CT", size=(64, 64, 48), sp
     image += occ_target * (fg - app["bg"] + 0.6 * app["texture"] * _smooth_field(rng, label.shape, 14))
     for k in range(1, int(dist_labels.max()) + 1):
         occ = _soft(_signed_distance(dist_labels == k, spacing), spacing)
-        level = app["distract"][(k + int(rng.integers(2))) % 2]
+        level = app["distract"][(k + 1) % 2]  # shell and tube: the first level, blob: the second
         image += occ * (level - image)
     if modality == "EM":  # membranes: a dark line along every object boundary
         for region in [label.astype(bool)] + [dist_labels == k for k in range(1, int(dist_labels.max()) + 1)]:
@@ -155,7 +155,7 @@ def _random_rotation(rng: np.random.Generator, max_deg: float | None = None) -> 
 def _target(kind: str, xyz: np.ndarray, shape, half: np.ndarray, rng: np.random.Generator,
             scale: float) -> np.ndarray:
     """uint8 (D, H, W) mask of the target: f(object coords) < 0, one component, no cavities."""
-    s = 0.62 * float(half.min()) * scale  # object radius budget, mm
+    s = 0.7 * float(half.min()) * scale  # object radius budget, mm
     deform = 0.12 * s  # displacement amplitude, mm (gradient ≪ 1: a diffeomorphism)
     u = np.stack([_smooth_field(rng, shape, 4).ravel() for _ in range(3)], axis=1) * deform
     rot = _random_rotation(rng)

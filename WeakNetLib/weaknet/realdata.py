@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from scipy import ndimage
 
 from .dataset import Case, Dataset, read_dataset, write_dataset
 from .errors import InputError
@@ -85,7 +86,8 @@ def nuclei_cases(folder: str | Path, min_voxels: int = 20000, margin_vox: int = 
     """One case per labelled nucleus of napari's ``nuclei.tif`` (instance labels in ``nuclei_label.tif``).
 
     Nuclei with fewer than ``min_voxels`` voxels are skipped; each crop is the nucleus's bounding box
-    plus ``margin_vox`` voxels, averaged down by ``downsample`` in-plane (spacing :data:`NUCLEI_SPACING`).
+    plus ``margin_vox`` voxels, resampled by ``downsample`` in-plane (spacing :data:`NUCLEI_SPACING`);
+    the label keeps the nucleus's largest connected part.
     """
     import tifffile
 
@@ -110,6 +112,10 @@ def nuclei_cases(folder: str | Path, min_voxels: int = 20000, margin_vox: int = 
         if downsample > 1:
             sp = NUCLEI_SPACING
             case = resample_case(case, (sp[0] * downsample, sp[1] * downsample, sp[2]))
+        parts, n = ndimage.label(case.label.array)
+        if n > 1:  # a few labels hold stray voxels apart from the nucleus: keep its main body
+            main = np.argmax(np.bincount(parts.ravel())[1:]) + 1
+            case.label = case.label.like((parts == main).astype(np.uint8))
         cases.append(case)
     return cases
 
