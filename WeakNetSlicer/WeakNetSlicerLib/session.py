@@ -1,0 +1,528 @@
+"""The annotation session: clicked points on a Slicer scene → live Active Surface templates as segments.
+
+One :class:`AnnotationSession` per volume node; several target objects per volume (one markups fiducial
+node + one segment of the session's segmentation node each); several sessions (volumes) per scene. Every
+point added, moved or removed re-fits that object's template incrementally (``ActiveSurface.update``) and
+replaces its segment: the binary labelmap (slice views) rasterised on the volume's own grid (its IJK→RAS:
+oblique, anisotropic) and the fitted mesh as the closed surface (3D views).
+
+Bad input never raises out of a scene observer and never drops a point: fewer than 4 points, points
+outside the volume, coplanar points... set :attr:`AnnotationSession.status` (and notify listeners) and
+keep every point where the user put it. With an autosave folder the clicks (``.mrk.json``) are written
+before each fit and the templates (``.seg.nrrd``) after it; :meth:`AnnotationSession.reopen` restores both.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import weakref
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import slicer
+import vtk
+
+from weaknet.errors import InputError, WeakNetError
+from weaknet.points import validate_points
+
+from . import nodes
+
+log = logging.getLogger(__name__)
+
+ATTR_VOLUME = "WeakNet.VolumeID"
+ATTR_OBJECT = "WeakNet.Object"
+SESSION_FILE = "session.json"
+TEMPLATES_FILE = "templates.seg.nrrd"
+COLORS = ((0.95, 0.35, 0.25), (0.25, 0.7, 0.95), (0.45, 0.85, 0.35), (0.95, 0.8, 0.25), (0.75, 0.45, 0.95))
+_POINT_EVENTS = ("PointAddedEvent", "PointModifiedEvent", "PointRemovedEvent", "PointPositionDefinedEvent",
+                 "PointPositionUndefinedEvent")
+
+
+@dataclass
+class TargetObject:
+    """One structure being annotated: its points (a markups fiducial node) and its template (a segment).
+
+    ``mask`` is the current template (D, H, W) uint8 on the volume's grid, or None before the first fit;
+    ``clicks`` counts points placed by the user (the annotation effort), including ones later removed.
+    """
+
+    name: str
+    segment_id: str
+    markups_node: "slicer.vtkMRMLMarkupsFiducialNode"
+    color: tuple[float, float, float]
+    clicks: int = 0
+    surface: object | None = None
+    mask: np.ndarray | None = None
+    fitted_points: np.ndarray | None = None
+    tags: list[int] = field(default_factory=list)
+    dragging: bool = False
+
+    @property
+    def points_lps(self) -> np.ndarray:
+        """The defined control points (N, 3), LPS mm."""
+        return nodes.control_points_lps(self.markups_node)
+
+    @property
+    def point_count(self) -> int:
+        return len(self.points_lps)
+
+
+class AnnotationSession:
+    """Live template annotation of one volume node on any Slicer scene (desktop, trame-slicer, headless).
+
+    scene: the ``vtkMRMLScene``; volume_node: a scalar volume node in it; segmentation_node: where the
+    templates go (created, named "<volume> templates", when None); autosave_dir: folder for the clicks and
+    templates (None: no autosave); fit_options: keyword arguments of ``weaknet.asm.ActiveSurface``.
+    """
+
+    def __init__(self, scene, volume_node, segmentation_node=None, autosave_dir: str | Path | None = None,
+                 fit_options: dict | None = None):
+        if volume_node is None or not scene.IsNodePresent(volume_node):
+            raise InputError("pick a volume first: the session needs a volume node in the scene")
+        self.scene = scene
+        self.volume_node = volume_node
+        self.geometry = nodes.volume_geometry(volume_node)
+        self.fit_options = dict(fit_options or {})
+        self.autosave_dir = Path(autosave_dir) if autosave_dir else None
+        self.objects: list[TargetObject] = []
+        self.active: TargetObject | None = None
+        self.status = "add an object and place points on its surface"
+        self.status_level = "info"
+        self.closed = False
+        self._listeners: list[Callable[["AnnotationSession"], None]] = []
+        self._batch = 0
+        self.segmentation_node = segmentation_node or self._new_segmentation_node()
+        self._tag_segmentation()
+        self._scene_tags = [scene.AddObserver(slicer.vtkMRMLScene.NodeAboutToBeRemovedEvent,
+                                              _weak(self._on_node_removed)),
+                            scene.AddObserver(slicer.vtkMRMLScene.StartCloseEvent, _weak(self._on_scene_close))]
+        if self.autosave_dir:
+            self._write_session_file()
+
+    # ----------------------------------------------------------------------------------------- objects
+    def add_object(self, name: str | None = None, markups_node=None,
+                   color: tuple[float, float, float] | None = None) -> TargetObject:
+        """Add a target object (a new markups node unless one is given) and make it the active one.
+
+        An existing node's points are fitted at once. Raises :class:`InputError` for a duplicate name.
+        """
+        self._require_open()
+        name = name or self._free_name()
+        if any(o.name == name for o in self.objects):
+            raise InputError(f"an object named '{name}' already exists on this volume; pick another name")
+        color = color or COLORS[len(self.objects) % len(COLORS)]
+        if markups_node is None:
+            markups_node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
+                                                        f"{self.volume_node.GetName()} {name}")
+            markups_node.CreateDefaultDisplayNodes()
+            display = markups_node.GetDisplayNode()
+            if display is not None:
+                display.SetSelectedColor(*color)
+        markups_node.SetAttribute(ATTR_VOLUME, self.volume_node.GetID())
+        markups_node.SetAttribute(ATTR_OBJECT, name)
+        obj = TargetObject(name=name, segment_id=_segment_id(name), markups_node=markups_node, color=color)
+        for event in _POINT_EVENTS:  # (VTK passes custom events' names as 'NoEvent': bind them here)
+            obj.tags.append(markups_node.AddObserver(getattr(slicer.vtkMRMLMarkupsNode, event),
+                                                     _weak(self._on_points, obj, event)))
+        for event, dragging in (("PointStartInteractionEvent", True), ("PointEndInteractionEvent", False)):
+            obj.tags.append(markups_node.AddObserver(getattr(slicer.vtkMRMLMarkupsNode, event),
+                                                     _weak(self._on_drag, obj, dragging)))
+        self.objects.append(obj)
+        self.active = obj
+        if obj.points_lps.size and not self._batch:
+            self.refit(obj, full=True)
+        else:
+            self._set_status(f"{name}: place at least 4 points on its surface", "info")
+        if self.autosave_dir:
+            self._write_session_file()
+        return obj
+
+    def object(self, name: str) -> TargetObject:
+        """The object called ``name`` (InputError when there is none)."""
+        for o in self.objects:
+            if o.name == name:
+                return o
+        raise InputError(f"no object named '{name}' on volume '{self.volume_node.GetName()}'")
+
+    def remove_object(self, obj: TargetObject, remove_nodes: bool = True) -> None:
+        """Stop annotating ``obj``; with ``remove_nodes`` also delete its points node and segment."""
+        self._detach(obj)
+        self.objects.remove(obj)
+        if self.active is obj:
+            self.active = self.objects[-1] if self.objects else None
+        if remove_nodes:
+            self.segmentation_node.GetSegmentation().RemoveSegment(obj.segment_id)
+            if self.scene.IsNodePresent(obj.markups_node):
+                self.scene.RemoveNode(obj.markups_node)
+        if self.autosave_dir:
+            self._write_session_file()
+            self._save_templates()
+
+    # ------------------------------------------------------------------------------------------ points
+    def undo_point(self, obj: TargetObject | None = None) -> None:
+        """Remove the last placed point of ``obj`` (default: the active object); re-fits."""
+        obj = self._obj(obj)
+        n = obj.markups_node.GetNumberOfControlPoints()
+        if n == 0:
+            self._set_status(f"{obj.name}: no point to undo", "info")
+            return
+        obj.markups_node.RemoveNthControlPoint(n - 1)
+
+    def clear_points(self, obj: TargetObject | None = None) -> None:
+        """Remove all points of ``obj`` (default: the active object) and its template."""
+        self._obj(obj).markups_node.RemoveAllControlPoints()
+
+    def start_placing(self, obj: TargetObject | None = None, persistent: bool = True) -> None:
+        """Put the scene's interaction node in (persistent) place mode for ``obj``'s markups node.
+
+        This is what Slicer's "place" toolbar button does; views then add a point per click.
+        """
+        obj = self._obj(obj)
+        selection = self.scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+        interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        if selection is None or interaction is None:
+            raise InputError("the scene has no selection/interaction node (create it with an application logic)")
+        selection.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
+        selection.SetActivePlaceNodeID(obj.markups_node.GetID())
+        interaction.SetPlaceModePersistence(1 if persistent else 0)
+        interaction.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.Place)
+        self.active = obj
+
+    @contextmanager
+    def batch(self):
+        """Suspend fitting while many points change at once; on exit every changed object is fitted from
+        scratch (``ActiveSurface.fit``), exactly as ``weaknet.template.fit_template`` would."""
+        self._batch += 1
+        try:
+            yield self
+        finally:
+            self._batch -= 1
+            if self._batch == 0 and not self.closed:
+                for obj in list(self.objects):
+                    self.refit(obj, full=True)
+
+    @property
+    def point_count(self) -> int:
+        """Points currently placed over all objects."""
+        return sum(o.point_count for o in self.objects)
+
+    @property
+    def effort(self) -> int:
+        """Annotation effort: points clicked over all objects (including ones removed since)."""
+        return sum(o.clicks for o in self.objects)
+
+    # --------------------------------------------------------------------------------------- fitting
+    def refit(self, obj: TargetObject, full: bool = False) -> bool:
+        """Fit ``obj``'s template to its current points and update its segment; returns True when a new
+        template was made. ``full`` fits from scratch, otherwise the last mesh is warm-started.
+
+        Never raises for bad points: it sets :attr:`status` and keeps the points (and the last template,
+        except with fewer than 4 points, when the template is removed).
+        """
+        if self.closed or obj not in self.objects:
+            return False
+        points = obj.points_lps
+        if not full and obj.fitted_points is not None and points.shape == obj.fitted_points.shape \
+                and np.array_equal(points, obj.fitted_points):
+            return False  # an event that did not move a defined point (e.g. a placement preview)
+        obj.fitted_points = points
+        self._save_points(obj)
+        try:
+            validate_points(points, self.geometry)
+        except InputError as exc:
+            if len(points) < 4:
+                obj.surface, obj.mask = None, None
+                self._write_segment(obj, np.zeros(self.geometry.shape, np.uint8), None)
+                self._save_templates_unless_dragging(obj)
+            self._set_status(f"{obj.name}: {exc}", "warning")
+            return False
+        from weaknet.asm import ActiveSurface
+        from weaknet.rasterize import rasterize_mesh
+
+        if full or obj.surface is None:
+            obj.surface = ActiveSurface(**self.fit_options)
+            obj.surface.fit(points)
+        else:
+            obj.surface.update(points)
+        obj.mask = rasterize_mesh(obj.surface.vertices, obj.surface.faces, self.geometry)
+        self._write_segment(obj, obj.mask, nodes.surface_polydata(obj.surface.vertices, obj.surface.faces))
+        self._save_templates_unless_dragging(obj)
+        self._set_status(f"{obj.name}: template fitted through {len(points)} points "
+                         f"({int(obj.mask.sum())} voxels)", "info")
+        return True
+
+    def template_mask(self, obj: TargetObject | None = None) -> np.ndarray:
+        """``obj``'s template exported by Slicer from its segment: uint8 (D, H, W) on the volume's grid."""
+        return nodes.segment_mask(self.segmentation_node, self._obj(obj).segment_id, self.volume_node)
+
+    # ------------------------------------------------------------------------------------- save/open
+    def save(self, folder: str | Path | None = None) -> Path:
+        """Write the session to ``folder`` (default: the autosave folder): session.json, one .mrk.json per
+        object, templates.seg.nrrd and (when the volume has no file yet) volume.nrrd. Returns the folder."""
+        target = Path(folder) if folder else self.autosave_dir
+        if target is None:
+            raise InputError("no folder to save the session to; choose an autosave folder")
+        previous, self.autosave_dir = self.autosave_dir, target
+        try:
+            for obj in self.objects:
+                self._save_points(obj)
+            self._save_templates()
+            self._write_session_file()
+        finally:
+            self.autosave_dir = previous or target
+        return target
+
+    @classmethod
+    def reopen(cls, scene, folder: str | Path, volume_node=None, volumes_logic=None,
+               fit_options: dict | None = None, autosave: bool = True) -> "AnnotationSession":
+        """Reopen a saved session: loads the volume (unless ``volume_node`` is given; with ``volumes_logic``,
+        Slicer's own by default), the templates and every object's points.
+
+        The saved templates are shown as saved; the next point change re-fits from the points.
+        """
+        folder = Path(folder)
+        meta_path = folder / SESSION_FILE
+        if not meta_path.is_file():
+            raise InputError(f"{folder}: no {SESSION_FILE}; not a WeakNet session folder")
+        meta = json.loads(meta_path.read_text())
+        if volume_node is None:
+            volume_file = folder / meta["volume_file"]
+            volume_node = _load_volume(volumes_logic, volume_file, meta.get("volume", volume_file.stem))
+        segmentation_node = None
+        if (folder / TEMPLATES_FILE).is_file():
+            segmentation_node = nodes.read_node(scene, "vtkMRMLSegmentationNode", folder / TEMPLATES_FILE,
+                                                f"{volume_node.GetName()} templates")
+        session = cls(scene, volume_node, segmentation_node, folder if autosave else None, fit_options)
+        with session._quiet():
+            for entry in meta.get("objects", []):
+                points_file = folder / entry["points"]
+                markups = None
+                if points_file.is_file():
+                    markups = nodes.read_node(scene, "vtkMRMLMarkupsFiducialNode", points_file,
+                                              f"{volume_node.GetName()} {entry['name']}")
+                obj = session.add_object(entry["name"], markups, tuple(entry.get("color", COLORS[0])))
+                obj.clicks = int(entry.get("clicks", obj.point_count))
+                obj.fitted_points = obj.points_lps
+                if segmentation_node is not None and \
+                        segmentation_node.GetSegmentation().GetSegment(obj.segment_id) is not None:
+                    obj.mask = session.template_mask(obj)
+        session._set_status(f"reopened {len(session.objects)} object(s) with {session.point_count} points "
+                            f"from {folder}", "info")
+        return session
+
+    # -------------------------------------------------------------------------------------- listeners
+    def add_listener(self, callback: Callable[["AnnotationSession"], None]) -> None:
+        """Call ``callback(session)`` after every status change (fit, warning, deleted node...)."""
+        self._listeners.append(callback)
+
+    def close(self) -> None:
+        """Stop observing the scene and the markups nodes (nodes and files stay)."""
+        if self.closed:
+            return
+        for obj in self.objects:
+            self._detach(obj)
+        for tag in self._scene_tags:
+            self.scene.RemoveObserver(tag)
+        self.closed = True
+
+    # -------------------------------------------------------------------------------------- internals
+    def _on_points(self, obj: TargetObject, event: str, caller=None, vtk_event=None) -> None:
+        try:
+            if self._batch:
+                return
+            self.refit(obj)
+            if event == "PointPositionDefinedEvent":
+                obj.clicks += 1
+                if self.autosave_dir:
+                    self._write_session_file()
+        except Exception as exc:  # noqa: BLE001 - an observer must never raise into Slicer's event loop
+            log.exception("WeakNet: re-fitting %s failed", obj.name)
+            message = str(exc) if isinstance(exc, WeakNetError) else f"{type(exc).__name__}: {exc}"
+            self._set_status(f"{obj.name}: fit failed ({message}); your points are kept", "error")
+
+    def _on_drag(self, obj: TargetObject, dragging: bool, caller=None, vtk_event=None) -> None:
+        obj.dragging = dragging
+        if not dragging:
+            try:
+                self._save_templates()
+            except WeakNetError as exc:
+                self._set_status(str(exc), "error")
+
+    def _on_scene_close(self, caller, event) -> None:
+        self.close()  # File > Close scene: its nodes go, so does the session (files in the folder stay)
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def _on_node_removed(self, caller, event, node) -> None:
+        if self.closed:
+            return
+        try:
+            if node is self.volume_node:
+                self._set_status(f"volume '{node.GetName()}' was deleted: the session is closed; points and "
+                                 "templates stay in the scene" + (f" and in {self.autosave_dir}"
+                                                                   if self.autosave_dir else ""), "error")
+                self.close()
+            elif node is self.segmentation_node:
+                self.segmentation_node = self._new_segmentation_node()
+                self._tag_segmentation()
+                for obj in self.objects:
+                    obj.fitted_points = None
+                self._set_status("the templates' segmentation was deleted: a new one is made at the next "
+                                 "point change", "warning")
+            else:
+                for obj in list(self.objects):
+                    if node is obj.markups_node:
+                        self._detach(obj)
+                        self.objects.remove(obj)
+                        if self.active is obj:
+                            self.active = self.objects[-1] if self.objects else None
+                        self._set_status(f"{obj.name}: its points node was deleted; the object is closed and "
+                                         "its template segment kept", "warning")
+        except Exception:  # noqa: BLE001 - never raise into the scene's event loop
+            log.exception("WeakNet: handling a deleted node failed")
+
+    def _write_segment(self, obj: TargetObject, mask: np.ndarray, surface) -> None:
+        if not self.scene.IsNodePresent(self.segmentation_node):
+            self.segmentation_node = self._new_segmentation_node()
+            self._tag_segmentation()
+        nodes.set_segment(self.segmentation_node, obj.segment_id, obj.name, obj.color, mask, self.geometry,
+                          surface)
+
+    def _save_points(self, obj: TargetObject) -> None:
+        if self.autosave_dir and not self._batch:
+            nodes.write_node(obj.markups_node, self.autosave_dir / _points_file(obj.name))
+
+    def _save_templates_unless_dragging(self, obj: TargetObject) -> None:
+        if not obj.dragging:  # while dragging, the end of the drag saves
+            self._save_templates()
+
+    def _save_templates(self) -> None:
+        if self.autosave_dir and not self._batch and self.scene.IsNodePresent(self.segmentation_node):
+            nodes.write_node(self.segmentation_node, self.autosave_dir / TEMPLATES_FILE)
+            self._write_session_file()
+
+    def _write_session_file(self) -> None:
+        folder = self.autosave_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        volume_file = self._volume_file(folder)
+        meta = {"volume": self.volume_node.GetName(), "volume_file": volume_file,
+                "objects": [{"name": o.name, "segment_id": o.segment_id, "points": _points_file(o.name),
+                             "color": list(o.color), "clicks": o.clicks, "point_count": o.point_count}
+                            for o in self.objects],
+                "templates": TEMPLATES_FILE, "effort": self.effort}
+        tmp = folder / (SESSION_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.replace(folder / SESSION_FILE)
+
+    def _volume_file(self, folder: Path) -> str:
+        """The volume's file relative to ``folder`` (written there as volume.nrrd once if it has none)."""
+        storage = self.volume_node.GetStorageNode()
+        name = storage.GetFileName() if storage is not None else None
+        if name and Path(name).is_file():
+            try:
+                return str(Path(name).resolve().relative_to(folder.resolve()))
+            except ValueError:
+                return str(Path(name).resolve())
+        target = folder / "volume.nrrd"
+        if not target.is_file():
+            from weaknet.volume import write_volume
+
+            write_volume(nodes.node_volume(self.volume_node), target)
+        return target.name
+
+    def _new_segmentation_node(self):
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{self.volume_node.GetName()} templates")
+        node.CreateDefaultDisplayNodes()
+        node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
+        node.SetSourceRepresentationToBinaryLabelmap()
+        display = node.GetDisplayNode()
+        if display is not None:  # slice views: the rasterised template; 3D: the fitted mesh
+            display.SetPreferredDisplayRepresentationName2D(nodes.LABELMAP)
+            display.SetPreferredDisplayRepresentationName3D(nodes.CLOSED_SURFACE)
+        return node
+
+    def _tag_segmentation(self) -> None:
+        self.segmentation_node.SetAttribute(ATTR_VOLUME, self.volume_node.GetID())
+        self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
+
+    def _detach(self, obj: TargetObject) -> None:
+        for tag in obj.tags:
+            obj.markups_node.RemoveObserver(tag)
+        obj.tags.clear()
+
+    def _obj(self, obj: TargetObject | None) -> TargetObject:
+        obj = obj or self.active
+        if obj is None:
+            raise InputError("add an object first (Add object), then place points on its surface")
+        return obj
+
+    def _free_name(self) -> str:
+        names = {o.name for o in self.objects}
+        return next(f"Object {i}" for i in range(1, len(names) + 2) if f"Object {i}" not in names)
+
+    def _require_open(self) -> None:
+        if self.closed:
+            raise InputError("this session is closed (its volume was deleted); start a new one")
+
+    @contextmanager
+    def _quiet(self):
+        """Suspend fitting without re-fitting on exit (used when templates come from files)."""
+        self._batch += 1
+        try:
+            yield
+        finally:
+            self._batch -= 1
+
+    def _set_status(self, message: str, level: str) -> None:
+        self.status, self.status_level = message, level
+        (log.warning if level != "info" else log.info)("WeakNet: %s", message)
+        for callback in list(self._listeners):
+            try:
+                callback(self)
+            except Exception:  # noqa: BLE001 - a broken listener must not break the session
+                log.exception("WeakNet: a session listener failed")
+
+
+def _weak(method, *bound):
+    """An observer callback calling ``method(*bound, *vtk_args)`` while its object lives.
+
+    Scenes and nodes outlive sessions: a weak reference keeps observers from holding a session alive (and
+    from calling into one that Python is tearing down). Keep a reference to the session (the Logic does).
+    """
+    ref = weakref.WeakMethod(method)
+
+    def call(*args):
+        live = ref()
+        if live is not None:
+            live(*bound, *args)
+
+    if hasattr(method, "CallDataType"):
+        call.CallDataType = method.CallDataType
+    return call
+
+
+def _segment_id(name: str) -> str:
+    return "weaknet_" + re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
+
+
+def _points_file(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") + ".mrk.json"
+
+
+def _load_volume(volumes_logic, path: Path, name: str):
+    """Load a volume file with the Volumes logic (Slicer's own when none is given)."""
+    if not path.is_file():
+        raise InputError(f"{path}: the session's volume file is missing; load the volume and pass it in")
+    if volumes_logic is None:
+        modules = getattr(slicer, "modules", None)
+        if modules is None or not hasattr(modules, "volumes"):
+            raise InputError("no Volumes logic to load the session's volume: pass volume_node or volumes_logic")
+        volumes_logic = modules.volumes.logic()
+    node = volumes_logic.AddArchetypeVolume(str(path), name, 0)
+    if node is None:
+        raise InputError(f"{path}: could not be read as a volume")
+    return node
