@@ -1,0 +1,107 @@
+"""Training in the background for front ends (Slicer, web): a separate process, progress events through a
+queue, cancellation, and a non-blocking :meth:`TrainingJob.poll`.
+
+    job = TrainingJob("dataset.json", "model_dir", TrainConfig(epochs=5))
+    job.start()
+    while job.state == "running":
+        for event in job.poll():   # never blocks
+            ...                    # {"event": "step" | "epoch" | "done" | "cancelled" | "error", ...}
+    job.cancel()                   # stops within one training step; finished epochs stay on disk
+
+The child is started with the ``spawn`` method (safe next to Qt, VTK and web servers' threads).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue as queue_mod
+from pathlib import Path
+
+from .dataset import read_dataset
+from .errors import InputError
+from .config import TrainConfig
+
+STATES = ("created", "running", "finished", "cancelled", "failed")
+
+
+def _child(dataset, output_dir: str, config: dict, resume: bool, events, cancel) -> None:
+    from .errors import WeakNetError
+    from .train import train
+
+    try:
+        train(dataset, output_dir, TrainConfig.from_dict(config), progress=events.put, cancel=cancel,
+              resume=resume, show_progress=False)
+    except WeakNetError as exc:
+        events.put({"event": "error", "message": str(exc)})
+    except Exception as exc:  # report anything else to the front end instead of dying silently
+        events.put({"event": "error", "message": f"{type(exc).__name__}: {exc}"})
+
+
+class TrainingJob:
+    """One training run in a child process. ``state``: created → running → finished | cancelled | failed.
+
+    The dataset is read (and its files checked) in the caller's process, so bad input raises
+    :class:`~weaknet.errors.InputError` from the constructor instead of failing later in the child.
+    """
+
+    def __init__(self, dataset, output_dir: str | Path, config: TrainConfig | None = None, resume: bool = False):
+        self.dataset = read_dataset(dataset) if isinstance(dataset, (str, Path)) else dataset
+        self.output_dir = Path(output_dir)
+        self.config = config or TrainConfig()
+        self.config.validate()
+        self.resume = resume
+        self.state = "created"
+        self.error: str | None = None
+        self.events: list[dict] = []
+        self._ctx = mp.get_context("spawn")
+        self._queue = self._ctx.Queue()
+        self._cancel = self._ctx.Event()
+        self._process = None
+
+    def start(self) -> "TrainingJob":
+        """Start the child process (returns at once)."""
+        if self._process is not None:
+            raise InputError("this training job was already started; create a new TrainingJob")
+        self._process = self._ctx.Process(target=_child, daemon=True, name="weaknet-train",
+                                          args=(self.dataset, str(self.output_dir), self.config.to_dict(),
+                                                self.resume, self._queue, self._cancel))
+        self._process.start()
+        self.state = "running"
+        return self
+
+    def poll(self) -> list[dict]:
+        """New progress events since the last call (never blocks); updates :attr:`state`."""
+        new = []
+        while True:
+            try:
+                new.append(self._queue.get_nowait())
+            except queue_mod.Empty:
+                break
+        for e in new:
+            kind = e.get("event")
+            if kind == "done":
+                self.state = "finished"
+            elif kind == "cancelled":
+                self.state = "cancelled"
+            elif kind == "error":
+                self.state, self.error = "failed", e.get("message")
+        if self.state == "running" and self._process is not None and not self._process.is_alive():
+            self._process.join()
+            more = self.poll() if not self._queue.empty() else []
+            new += more
+            if self.state == "running":
+                self.state = "failed"
+                self.error = self.error or f"training process exited with code {self._process.exitcode}"
+        self.events += new
+        return new
+
+    def cancel(self) -> None:
+        """Ask the child to stop after the current step (the unfinished epoch is dropped)."""
+        self._cancel.set()
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the child exits (or ``timeout`` seconds); return :attr:`state`."""
+        if self._process is not None:
+            self._process.join(timeout)
+        self.poll()
+        return self.state

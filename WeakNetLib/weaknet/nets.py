@@ -1,0 +1,46 @@
+"""The two 3D U-Nets of Weak-Net (MONAI ``UNet``), configurable in width and depth.
+
+* core net: normalised image X (B, 1, D, H, W) → logits (B, 2, D, H, W) (background, foreground);
+  Ŷ = softmax(logits)[:, 1:2].
+* reconstruction net: Ŷ (B, 1, D, H, W) → X̂ (B, 1, D, H, W), in normalised intensity units.
+
+Spatial patch sides must be multiples of ``2 ** (depth - 1)`` (see :func:`patch_multiple`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import NetConfig, patch_multiple
+
+__all__ = ["NetConfig", "WeakNetPair", "build_unet", "patch_multiple"]
+
+
+def build_unet(cfg: NetConfig, in_channels: int, out_channels: int) -> nn.Module:
+    """One MONAI 3D ``UNet`` with the widths/depth of ``cfg``."""
+    from monai.networks.nets import UNet
+
+    if cfg.depth < 2:
+        raise ValueError("U-Net depth must be at least 2")
+    return UNet(spatial_dims=3, in_channels=in_channels, out_channels=out_channels, channels=cfg.channels,
+                strides=(2,) * (cfg.depth - 1), num_res_units=cfg.res_units, norm=cfg.norm.upper())
+
+
+class WeakNetPair(nn.Module):
+    """Core net plus (when ``with_reconstruction``) reconstruction net, as one module (one DDP wrapper).
+
+    ``forward(x)`` returns (logits (B, 2, D, H, W), X̂ (B, 1, D, H, W) or ``None``).
+    """
+
+    def __init__(self, cfg: NetConfig, with_reconstruction: bool = True):
+        super().__init__()
+        self.core = build_unet(cfg, 1, 2)
+        self.recon = build_unet(cfg, 1, 1) if with_reconstruction else None
+
+    def forward(self, x: torch.Tensor):
+        logits = self.core(x)
+        if self.recon is None:
+            return logits, None
+        prob = torch.softmax(logits.float(), dim=1)[:, 1:2]
+        return logits, self.recon(prob.to(x.dtype))

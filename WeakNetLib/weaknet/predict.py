@@ -1,0 +1,128 @@
+"""Predict with a trained Weak-Net: sliding-window inference of the core net with Gaussian overlap blending,
+thresholded at γ, returned on the input's exact grid.
+
+Steps: resample the input to the model's training spacing (if it has one) → normalise as in training →
+sliding windows of the training patch size (MONAI ``sliding_window_inference``, foreground probability
+only) → resample the probability back to the input geometry (linear) → mask = probability ≥ γ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_weights, read_model_json
+from .config import NetConfig
+from .device import autocast, resolve_device
+from .errors import InputError
+from .nets import build_unet
+from .normalize import Normalization
+from .resample import resample, spacing_geometry
+from .volume import Volume, read_volume, write_volume
+
+
+@dataclass
+class LoadedModel:
+    """A core net ready for inference plus what model.json says about preprocessing."""
+
+    core: torch.nn.Module
+    info: dict
+    normalization: Normalization
+    spacing: tuple[float, float, float] | None
+    patch: tuple[int, int, int]
+    gamma: float
+    overlap: float
+    device: torch.device
+
+
+def load_model(model_dir: str | Path, device: str = "auto") -> LoadedModel:
+    """Read ``model.json`` + ``model.safetensors`` of a model directory (clear error if missing/corrupt)."""
+    from .checkpoint import ModelError
+
+    info = read_model_json(Path(model_dir))
+    cfg = info["config"]
+    net_cfg = NetConfig(**info["net"])
+    dev = resolve_device(device)
+    core = build_unet(net_cfg, 1, 2)
+    try:
+        core.load_state_dict(load_weights(Path(model_dir), "core"))
+    except RuntimeError as exc:
+        raise ModelError(f"{model_dir}: weights do not fit the net in model.json "
+                         f"({str(exc).splitlines()[0][:120]})") from None
+    core.to(dev).eval()
+    sp = info.get("spacing")
+    return LoadedModel(core, info, Normalization.from_dict(info["normalization"]),
+                       tuple(sp) if sp else None, tuple(cfg["patch"]), float(cfg["gamma"]),
+                       float(cfg.get("overlap", 0.25)), dev)
+
+
+def foreground_probability(core: torch.nn.Module, image: np.ndarray, patch, overlap: float,
+                           device: torch.device, sw_batch_size: int = 2, amp: bool = True) -> np.ndarray:
+    """Sliding-window foreground probability (D, H, W) float32 of a normalised image (D, H, W)."""
+    from monai.inferers import sliding_window_inference
+
+    def fg(x: torch.Tensor) -> torch.Tensor:
+        with autocast(device, amp):
+            logits = core(x)
+        return torch.softmax(logits.float(), dim=1)[:, 1:2]
+
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
+    with torch.inference_mode():
+        prob = sliding_window_inference(x, tuple(patch), sw_batch_size, fg, overlap=overlap, mode="gaussian",
+                                        padding_mode="replicate")
+    return prob[0, 0].float().cpu().numpy()
+
+
+def predict_volume(model: str | Path | LoadedModel, volume: Volume, gamma: float | None = None,
+                   device: str = "auto") -> tuple[Volume, Volume]:
+    """Segment ``volume``: (mask uint8 0/1, foreground probability float32), both on ``volume``'s grid."""
+    m = model if isinstance(model, LoadedModel) else load_model(model, device)
+    g = m.gamma if gamma is None else float(gamma)
+    if not 0.0 < g < 1.0:
+        raise InputError(f"gamma must lie strictly between 0 and 1, got {g}")
+    work = volume if m.spacing is None else resample(volume, spacing_geometry(volume.geometry, m.spacing))
+    prob = foreground_probability(m.core, m.normalization.apply(work.array), m.patch, m.overlap, m.device)
+    prob_vol = resample(Volume(prob, work.geometry), volume.geometry, "linear")
+    p = np.clip(prob_vol.array.astype(np.float32), 0.0, 1.0)
+    return volume.like((p >= g).astype(np.uint8)), volume.like(p)
+
+
+_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+def _outputs_for(image: Path, output: Path, probabilities: Path | None, folder: bool):
+    if not folder:
+        return [(image, output, probabilities)]
+    files = sorted(f for f in image.iterdir() if f.name.lower().endswith(_SUFFIXES))
+    if not files:
+        raise InputError(f"{image}: folder holds no volumes ({', '.join(_SUFFIXES)})")
+    return [(f, output / f.name, probabilities / f.name if probabilities else None) for f in files]
+
+
+def predict_files(model_dir: str | Path, image: str | Path, output: str | Path,
+                  probabilities: str | Path | None = None, gamma: float | None = None,
+                  device: str = "auto") -> list[Path]:
+    """Predict one image file (or every volume in a folder) and write masks (and probabilities).
+
+    A folder input writes into the ``output`` folder under the same file names. Returns the mask paths.
+    """
+    image, output = Path(image), Path(output)
+    probabilities = Path(probabilities) if probabilities else None
+    if not image.exists():
+        raise InputError(f"{image}: no such image file or folder")
+    jobs = _outputs_for(image, output, probabilities, image.is_dir() and not _is_dicom_folder(image))
+    m = load_model(model_dir, device)
+    written = []
+    for src, dst, pdst in jobs:
+        mask, prob = predict_volume(m, read_volume(src), gamma)
+        written.append(write_volume(mask, dst))
+        if pdst is not None:
+            write_volume(prob, pdst)
+    return written
+
+
+def _is_dicom_folder(folder: Path) -> bool:
+    return any(f.suffix.lower() == ".dcm" for f in folder.iterdir())
