@@ -12,7 +12,11 @@ from trame_slicer.core.volume_window_level import VolumeWindowLevel
 
 from weaknet.errors import InputError
 
+from trame.app.file_upload import ClientFile
+
+from .annotation import annotation_folder
 from .errors import report_to
+from .files import output_path, store_upload
 from .sandbox import DataRoot
 from .views import LAYOUTS, FrameCounter, make_layout_manager, register_counting_factories
 
@@ -40,6 +44,9 @@ class AnnotatorApp(TrameApp):
         self.layout_manager = make_layout_manager(self.slicer, self.server)
         self.volume_node = None
         self.volume_path: Path | None = None
+        from .annotation import AnnotationPanel
+
+        self.annotation = AnnotationPanel(self)
         self._init_state(volume_rendering)
         self._bind()
         from .ui import build_ui
@@ -65,6 +72,10 @@ class AnnotatorApp(TrameApp):
         s.error_visible = False
         s.error_count = 0
         s.busy = False
+        s.info_message = ""
+        s.info_visible = False
+        s.points_file = s.seg_file = s.label_file = ""
+        s.max_upload_bytes = self.max_upload_bytes
 
     def _bind(self) -> None:
         guard = report_to(self.state)
@@ -76,6 +87,21 @@ class AnnotatorApp(TrameApp):
         ctrl.open_choice = guard(lambda: self.open_volume(s.volume_choice))
         ctrl.open_sample = guard(self.open_sample)
         ctrl.refresh_volumes = guard(lambda: setattr(s, "volume_choices", self.data_root.list_volumes()))
+        a = self.annotation
+        s.change("place_mode")(guard(lambda place_mode, **_: a.set_place_mode(place_mode)))
+        s.change("active_object")(guard(lambda active_object, **_: a.select_object(active_object)))
+        ctrl.add_object = guard(a.add_object)
+        ctrl.undo_point = guard(a.undo)
+        ctrl.clear_points = guard(a.clear)
+        ctrl.refit = guard(a.refit)
+        ctrl.delete_point = guard(a.delete_point)
+        ctrl.save_points = guard(lambda: self.save("points_file"))
+        ctrl.load_points = guard(self.load_points)
+        ctrl.save_segmentation = guard(lambda: self.save("seg_file"))
+        ctrl.save_labelmap = guard(lambda: self.save("label_file"))
+        self.server.trigger("weaknet_upload")(guard(self.upload_chunk))
+        self.server.trigger("weaknet_upload_refused")(guard(self.upload_refused))
+        self._upload_files: list[dict] = []
         self.server.trigger("weaknet_debug")(self.debug_info)
         self.server.trigger("weaknet_render")(self.changed)
 
@@ -107,12 +133,15 @@ class AnnotatorApp(TrameApp):
         nodes = self.slicer.io_manager.load_volumes([path.as_posix()])
         if not nodes:
             raise InputError(f"{self.data_root.relative(path)}: Slicer could not load this volume")
+        self.annotation.close()
         if self.volume_node is not None:
             self.slicer.scene.RemoveNode(self.volume_node)
         self.volume_node, self.volume_path = nodes[0], path
         dm = self.slicer.display_manager
         dm.show_volume_in_slice_background(self.volume_node)
         dm.show_volume_in_slice_foreground(None)
+        for view in self.slicer.view_manager.get_slice_views():
+            view.set_visible_in_3d(True)  # the three planes give the 3D view its context and camera bounds
         dm.reset_views()
         self.set_volume_rendering(self.state.vr_enabled)
         lo, hi = VolumeWindowLevel.get_volume_scalar_range(self.volume_node)
@@ -122,7 +151,11 @@ class AnnotatorApp(TrameApp):
             self.state.volume_choice = self.state.volume_name
             self.state.wl_range = [float(lo), float(hi)]
             self.state.wl_min_max = [float(shown[0]), float(shown[1])]
-        self.changed()
+            stem = "exports/" + annotation_folder(self.data_root, self.state.volume_name).name
+            self.state.points_file = f"{stem}/points.mrk.json"
+            self.state.seg_file = f"{stem}/templates.seg.nrrd"
+            self.state.label_file = f"{stem}/templates_label.nii.gz"
+        self.annotation.open(self.volume_node, self.state.volume_name)
 
     def set_display_range(self, lo: float, hi: float) -> None:
         """Window/level as the displayed intensity range [lo, hi]."""
@@ -142,6 +175,55 @@ class AnnotatorApp(TrameApp):
         if display is not None:
             display.SetVisibility(bool(enabled))
         self.changed()
+
+    # ----------------------------------------------------------------------------------------- files
+    def save(self, which: str) -> Path:
+        """Write the file named by state ``which`` (points_file | seg_file | label_file) under the data root."""
+        from WeakNetSlicerLib import nodes
+        from weaknet.volume import Volume, write_volume
+
+        session = self.annotation.require()
+        relative = self.state[which]
+        if which == "points_file":
+            path = output_path(self.data_root, relative, (".mrk.json",))
+            self.annotation.save_points(path)
+        elif which == "seg_file":
+            path = output_path(self.data_root, relative, (".seg.nrrd",))
+            nodes.write_node(session.segmentation_node, path)
+        else:
+            path = output_path(self.data_root, relative, (".nii.gz", ".nii", ".nrrd"))
+            labels, geometry = self.annotation.labelmap()
+            write_volume(Volume(labels, geometry), path)
+        self.inform(f"saved {self.data_root.relative(path)}")
+        return path
+
+    def load_points(self) -> None:
+        path = self.data_root.resolve(self.state.points_file, must_exist=True)
+        self.annotation.load_points(path)
+        self.inform(f"loaded points from {self.data_root.relative(path)}")
+
+    def upload_chunk(self, files: list[dict]) -> None:
+        """trame-slicer's chunk loader sends the chosen files in chunks, then an empty list."""
+        if files:
+            self._upload_files.extend(files)
+            return
+        received, self._upload_files = self._upload_files, []
+        if not received:
+            raise InputError("nothing was uploaded")
+        upload = ClientFile(received[0])
+        relative = store_upload(self.data_root, upload.name or "", upload.content, self.max_upload_bytes)
+        self.state.volume_choices = self.data_root.list_volumes()
+        self.open_volume(relative)
+        self.inform(f"uploaded {relative}")
+
+    def upload_refused(self, name: str, size: int) -> None:
+        raise InputError(f"{name}: {size / 2**20:.1f} MB is over the upload limit of "
+                         f"{self.max_upload_bytes / 2**20:.0f} MB; copy it into the data root instead")
+
+    def inform(self, message: str) -> None:
+        with self.state:
+            self.state.info_message = message
+            self.state.info_visible = True
 
     # ----------------------------------------------------------------------------------------- views
     def changed(self) -> int:
@@ -167,4 +249,5 @@ class AnnotatorApp(TrameApp):
                 "size": list(view.render_window().GetSize()),
                 "offset": view.get_slice_value(),
             }
-        return {"views": views, "revision": self.frames.revision, "volume": self.state.volume_name}
+        return {"views": views, "revision": self.frames.revision, "volume": self.state.volume_name,
+                "points_ras": self.annotation.debug()}

@@ -14,7 +14,7 @@ def build_ui(app) -> SinglePageWithDrawerLayout:
         layout.title.set_text("WeakNet annotator")
         with layout.toolbar:
             v.VSpacer()
-            html.Div("{{ volume_name }}", classes="text-caption mr-4", data_testid="volume-name")
+            html.Div("{{ volume_name }}", classes="text-caption mr-4", raw_attrs=['data-testid="volume-name"'])
             v.VSelect(v_model=("layout_name",), items=("layout_names",), density="compact", hide_details=True,
                       style="max-width: 180px", variant="outlined", label="Layout")
             v.VProgressLinear(v_if=("busy",), indeterminate=True, absolute=True, location="bottom")
@@ -23,13 +23,20 @@ def build_ui(app) -> SinglePageWithDrawerLayout:
             drawer.width = 340
             with v.VContainer(classes="pa-2"):
                 _volume_panel(ctrl)
+                v.VDivider(classes="my-2")
+                _points_panel(ctrl)
+                v.VDivider(classes="my-2")
+                _files_panel(ctrl)
 
         with layout.content:
             with v.VContainer(fluid=True, classes="pa-0 fill-height"):
                 app.layout_manager.initialize_layout_grid(layout)
 
+        with v.VSnackbar(v_model=("info_visible",), color="success", timeout=3000, location="bottom",
+                         raw_attrs=['data-testid="info-bar"']):
+            html.Span("{{ info_message }}")
         with v.VSnackbar(v_model=("error_visible",), color="error", timeout=-1, location="top",
-                         data_testid="error-bar"):
+                         raw_attrs=['data-testid="error-bar"']):
             html.Span("{{ error_message }}")
             with v.Template(v_slot_actions=True):
                 v.VBtn("Close", click="error_visible = false", variant="text")
@@ -38,13 +45,63 @@ def build_ui(app) -> SinglePageWithDrawerLayout:
 
 def _volume_panel(ctrl) -> None:
     html.Div("Volume", classes="text-subtitle-2 mb-1")
+    v.VFileInput(
+        label="Upload a volume (.nrrd, .nii.gz, .mha, .tif)", density="compact", hide_details=True,
+        prepend_icon="mdi-upload", raw_attrs=['data-testid="upload"'],
+        change=("const f = $event.target.files;"
+                " if (!f || !f.length) { return; }"
+                " if (f[0].size > max_upload_bytes) {"
+                "   trame.trigger('weaknet_upload_refused', [f[0].name, f[0].size]); }"
+                " else { busy = true; window.load_files_by_chunks([f[0]], {trigger_name: 'weaknet_upload'})"
+                "   .finally(() => { busy = false; }); }"))
     v.VSelect(v_model=("volume_choice",), items=("volume_choices",), label="From the data root",
               density="compact", hide_details=True)
     with html.Div(classes="d-flex ga-1 my-1"):
-        v.VBtn("Open", click=ctrl.open_choice, size="small", data_testid="open-volume")
-        v.VBtn("Sample phantom", click=ctrl.open_sample, size="small", data_testid="open-sample")
+        v.VBtn("Open", click=ctrl.open_choice, size="small", raw_attrs=['data-testid="open-volume"'])
+        v.VBtn("Sample phantom", click=ctrl.open_sample, size="small", raw_attrs=['data-testid="open-sample"'])
         v.VBtn(icon="mdi-refresh", click=ctrl.refresh_volumes, size="small", variant="text")
     v.VRangeSlider(v_model=("wl_min_max",), min=("wl_range[0]",), max=("wl_range[1]",),
                    label="Window", density="compact", hide_details=True, strict=True)
     v.VSwitch(v_model=("vr_enabled",), label="Volume rendering (slow without a GPU)", density="compact",
               hide_details=True, color="primary")
+
+
+def _points_panel(ctrl) -> None:
+    html.Div("Points on the object's surface", classes="text-subtitle-2 mb-1")
+    with html.Div(classes="d-flex ga-1 align-center"):
+        v.VSelect(v_model=("active_object",), items=("objects",), label="Object", density="compact",
+                  hide_details=True)
+        v.VBtn("Add object", click=ctrl.add_object, size="small", raw_attrs=['data-testid="add-object"'])
+    v.VSwitch(v_model=("place_mode",), label="Click to place (off: drag points to move)", density="compact",
+              hide_details=True, color="primary")
+    html.Div("{{ n_points }} points · effort {{ effort }} clicks", classes="text-body-2 my-1",
+             raw_attrs=['data-testid="point-count"'])
+    with html.Div(classes="d-flex ga-1 mb-1"):
+        v.VBtn("Undo point", click=ctrl.undo_point, size="small", prepend_icon="mdi-undo",
+               raw_attrs=['data-testid="undo"'])
+        v.VBtn("Re-fit", click=ctrl.refit, size="small", prepend_icon="mdi-refresh",
+               raw_attrs=['data-testid="refit"'])
+        v.VBtn("Clear", click=ctrl.clear_points, size="small", prepend_icon="mdi-delete-sweep")
+    v.VAlert(text=("status",), type=("status_level === 'info' ? 'info' : status_level",), density="compact",
+             variant="tonal", classes="text-caption", raw_attrs=['data-testid="status"'])
+    with v.VList(density="compact", max_height=160, classes="overflow-y-auto"):
+        with v.VListItem(v_for="p in points", key="p.i", classes="text-caption py-0"):
+            html.Span("#{{ p.i + 1 }}  R {{ p.ras[0] }}  A {{ p.ras[1] }}  S {{ p.ras[2] }}")
+            with v.Template(v_slot_append=True):
+                v.VBtn(icon="mdi-close", size="x-small", variant="text",
+                       click=(ctrl.delete_point, "[p.i]"))
+
+
+def _files_panel(ctrl) -> None:
+    html.Div("Files (paths relative to the data root)", classes="text-subtitle-2 mb-1")
+    for key, label, save, load in (("points_file", "Points (.mrk.json)", ctrl.save_points, ctrl.load_points),
+                                   ("seg_file", "Segmentation (.seg.nrrd)", ctrl.save_segmentation, None),
+                                   ("label_file", "Labelmap (.nii.gz)", ctrl.save_labelmap, None)):
+        with html.Div(classes="d-flex ga-1 align-center mb-1"):
+            v.VTextField(v_model=(key,), label=label, density="compact", hide_details=True)
+            v.VBtn(icon="mdi-content-save", click=save, size="small", variant="text",
+                   raw_attrs=[f'data-testid="save-{key}"'])
+            if load is not None:
+                v.VBtn(icon="mdi-folder-open", click=load, size="small", variant="text",
+                       raw_attrs=[f'data-testid="load-{key}"'])
+    html.Div("Autosaved to annotations/ after every change.", classes="text-caption")

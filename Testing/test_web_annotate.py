@@ -1,0 +1,185 @@
+"""End-to-end: the browser annotator (`weaknet app`) in headless Chromium on a phantom.
+
+Clicks land at points of the phantom's true surface that lie on the slice views' planes (mapped RAS →
+pixel through each slice node's XY→RAS matrix). Waits are on delivered frames (``state.frames``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from weaknet.coords import lps_to_ras
+from weaknet.metrics import iou
+from weaknet.phantoms import make_phantom
+from weaknet.points import read_points
+from weaknet.sampling import mask_surface
+from weaknet.volume import read_volume, write_volume
+
+testing = pytest.importorskip("weaknet_web.testing")
+
+pytestmark = pytest.mark.slow
+# 18 clicks (1 coronal, 1 sagittal, 3 axial planes), template re-fitted from scratch ("Re-fit"): measured
+# 0.54 (docs/web.md). The live, warm-started fit is printed too (it depends on the click order).
+IOU_FLOOR = 0.45
+
+
+@pytest.fixture(scope="module")
+def phantom():
+    return make_phantom("bean", modality="CT", seed=0)
+
+
+@pytest.fixture
+def data_root(tmp_path, phantom):
+    root = tmp_path / "data"
+    write_volume(phantom.image, root / "phantom.nrrd")
+    return root
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with testing.chromium() as b:
+        yield b
+
+
+def axial_offsets(phantom, quantiles) -> list[float]:
+    """RAS S coordinates (mm) of axial voxel planes through the phantom at the given quantiles of its extent."""
+    g = phantom.label.geometry
+    ks = np.flatnonzero(phantom.label.array.reshape(g.shape[0], -1).any(axis=1))
+    picked = ks[np.round(np.quantile(np.arange(len(ks)), quantiles)).astype(int)]
+    return [float(lps_to_ras(g.to_lps(np.array([[0.0, 0.0, k]])))[0, 2]) for k in picked]
+
+
+def click_surface(page, phantom, plan):
+    """Click points of the phantom's surface: plan = [(view, slice offset mm or None, count), ...]; returns
+    the clicked points (N, 3) RAS in order."""
+    clicked = []
+    for view, offset, count in plan:
+        if offset is not None:
+            page.scroll(view, offset)
+        debug = page.debug()
+        targets = testing.plane_surface_points(phantom.label.array, phantom.label.geometry, debug, {view: count})
+        for p in targets[view]:
+            page.click_ras(view, p, debug)
+            clicked.append(p)
+    return np.array(clicked)
+
+
+def overlay_hits(shot: np.ndarray, pixels: np.ndarray, radius: int = 3) -> float:
+    """Fraction of ``pixels`` (M, 2) x, y with an overlay-coloured (red-orange) pixel within ``radius``."""
+    rgb = shot.astype(int)
+    red = (rgb[..., 0] - np.maximum(rgb[..., 1], rgb[..., 2])) > 50
+    hits = [red[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].any()
+            for x, y in np.round(pixels).astype(int)]
+    return float(np.mean(hits))
+
+
+def outline_pixels(page, view, mask, geometry, avoid: np.ndarray, debug) -> np.ndarray:
+    """Pixels (view-relative x, y) of ``mask``'s surface on the view's plane, away (> 12 px) from ``avoid``
+    (page pixels of the point markers)."""
+    verts = lps_to_ras(mask_surface(mask, geometry)[0])
+    box = page.view_box(view)
+    out = []
+    for v in verts:
+        x, y, off = page.ras_to_page(view, v, debug)
+        if abs(off) < 0.05 and np.min(np.hypot(avoid[:, 0] - x, avoid[:, 1] - y)) > 12:
+            out.append((x - box["x"], y - box["y"]))
+    return np.array(out)
+
+
+def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser):
+    with testing.running_server(data_root, volume="phantom.nrrd", log_path=tmp_path / "server.log") as server:
+        page = testing.AppPage(browser, server.url)
+        page.rerender()
+        before = page.screenshot_view("Red")
+        z = axial_offsets(phantom, [0.5, 0.8, 0.2])
+        plan = [("Green", None, 3), ("Yellow", None, 3), ("Red", z[0], 4), ("Red", z[1], 4), ("Red", z[2], 4)]
+        clicked = click_surface(page, phantom, plan)
+        debug = page.debug()
+
+        # the session's points are the clicks (RAS), within a voxel
+        points = np.array(debug["points_ras"]["Object 1"])
+        assert points.shape == (18, 3)
+        assert np.linalg.norm(points - clicked, axis=1).max() < min(phantom.image.geometry.spacing)
+        assert page.state("n_points") == 18 and page.state("effort") >= 17
+        assert "18 points" in page.page.locator('[data-testid="point-count"]').inner_text()
+
+        # the template, exported from the page as a labelmap, overlaps the phantom
+        label_path = data_root / page.state("label_file")
+        page.page.locator('[data-testid="save-label_file"]').click()
+        page.wait_state("info_message", "v.startsWith('saved')")
+        live = iou(read_volume(label_path).array > 0, phantom.label.array > 0)
+        fits = page.state("fit_count")
+        page.page.locator('[data-testid="refit"]').click()
+        page.wait_state("fit_count", f"v > {fits}")
+        page.set_state("info_message", "")
+        page.page.locator('[data-testid="save-label_file"]').click()
+        page.wait_state("info_message", "v.startsWith('saved')")
+        template = read_volume(label_path)
+        assert template.geometry.matches(phantom.label.geometry)
+        score = iou(template.array > 0, phantom.label.array > 0)
+        print(f"template IoU with the phantom after 18 clicks: live fit {live:.3f}, re-fitted {score:.3f}")
+        assert score > IOU_FLOOR
+
+        # the overlay is drawn along the template's outline in the axial view (and was not before)
+        page.wait_frames()
+        after = page.screenshot_view("Red", tmp_path / "red.png")
+        markers = np.array([page.ras_to_page("Red", p, debug)[:2] for p in clicked if
+                            abs(page.ras_to_page("Red", p, debug)[2]) < 1.0])
+        outline = outline_pixels(page, "Red", template.array, template.geometry, markers, debug)
+        assert len(outline) > 20
+        hit_after, hit_before = overlay_hits(after, outline), overlay_hits(before, outline)
+        print(f"overlay colour near the outline: {hit_after:.2f} after, {hit_before:.2f} before")
+        assert hit_after > 0.8 and hit_before < 0.1
+
+        # a second tab shows the same session and gets its own frames
+        page2 = testing.AppPage(browser, server.url)
+        assert page2.state("n_points") == 18
+        page2.rerender()
+        meta = json.loads((data_root / "annotations" / "phantom" / "session.json").read_text())
+        assert meta["objects"][0]["point_count"] == 18
+        server.check_alive()
+
+
+def test_save_restart_restore(tmp_path, data_root, phantom, browser):
+    log = tmp_path / "server.log"
+    with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
+        page = testing.AppPage(browser, server.url)
+        page.rerender()
+        click_surface(page, phantom, [("Red", None, 4), ("Green", None, 2), ("Yellow", None, 2)])
+        for key in ("points_file", "seg_file", "label_file"):
+            page.page.locator(f'[data-testid="save-{key}"]').click()
+            page.wait_state("info_message", f"v === 'saved ' + {json.dumps(page.state(key))}")
+        before = np.array(page.debug()["points_ras"]["Object 1"])
+        files = {k: data_root / page.state(k) for k in ("points_file", "seg_file", "label_file")}
+        page.page.close()
+    # the files written from the page
+    assert np.allclose(lps_to_ras(read_points(files["points_file"])), before, atol=1e-3)
+    import SimpleITK as sitk
+
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(files["seg_file"]))).sum() > 0
+    saved_label = read_volume(files["label_file"]).array
+
+    # a new server on the same data root finds points and template back (autosave)
+    with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
+        page = testing.AppPage(browser, server.url)
+        page.rerender()
+        assert page.state("n_points") == 8
+        assert "reopened" in page.state("status")
+        after = np.array(page.debug()["points_ras"]["Object 1"])
+        assert np.allclose(after, before, atol=1e-3)
+        page.set_state("label_file", "exports/after_restart.nii.gz")
+        page.page.locator('[data-testid="save-label_file"]').click()
+        page.wait_state("info_message", "v === 'saved exports/after_restart.nii.gz'")
+        restored = read_volume(data_root / "exports/after_restart.nii.gz").array
+        assert iou(restored > 0, saved_label > 0) > 0.99
+
+        # loading the saved points into a second object fits a second template
+        page.page.locator('[data-testid="add-object"]').click()
+        page.wait_state("objects", "v.length === 2")
+        page.page.locator('[data-testid="load-points_file"]').click()
+        page.wait_state("n_points", "v === 16")
+        page.wait_state("status", "v.includes('Object 2: template fitted')")
+        server.check_alive()

@@ -1,0 +1,195 @@
+"""The page's side of the annotation: WeakNetSlicerLib's :class:`AnnotationSession` ⇄ trame state.
+
+The session (the same one the desktop Slicer module uses) observes one markups node per object, re-fits the
+template on every point change and autosaves; this module only starts/reopens it per volume, forwards the
+buttons to it and mirrors its status, points and counts into the page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from weaknet.coords import lps_to_ras
+from weaknet.errors import InputError
+
+ANNOTATIONS = "annotations"
+
+
+def annotation_folder(data_root, volume_relative: str) -> Path:
+    """The autosave folder of a volume: ``<data root>/annotations/<volume path without its suffix>/``."""
+    stem = volume_relative
+    for suffix in (".nii.gz", ".nrrd", ".nhdr", ".nii", ".mha", ".mhd", ".tiff", ".tif"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return data_root.resolve(f"{ANNOTATIONS}/{stem}")
+
+
+class AnnotationPanel:
+    """Owns the session of the open volume and keeps the page's annotation state up to date.
+
+    State it writes: ``objects`` (names), ``active_object``, ``points`` (list of {i, ras}), ``n_points``,
+    ``effort``, ``status``, ``status_level``, ``fit_count`` (templates fitted since start), ``place_mode``.
+    """
+
+    def __init__(self, app):
+        self.app = app
+        self.state = app.state
+        self.session = None
+        s = self.state
+        s.objects = []
+        s.active_object = None
+        s.points = []
+        s.n_points = 0
+        s.effort = 0
+        s.status = "open a volume, then click points on the object's surface"
+        s.status_level = "info"
+        s.fit_count = 0
+        s.place_mode = True
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def open(self, volume_node, volume_relative: str) -> None:
+        """Start (or reopen from its autosave folder) the session of a newly shown volume."""
+        from WeakNetSlicerLib.session import SESSION_FILE, AnnotationSession
+
+        self.close()
+        folder = annotation_folder(self.app.data_root, volume_relative)
+        scene = self.app.slicer.scene
+        if (folder / SESSION_FILE).is_file():
+            self.session = AnnotationSession.reopen(scene, folder, volume_node=volume_node)
+        else:
+            self.session = AnnotationSession(scene, volume_node, autosave_dir=folder)
+        self.session.add_listener(self._on_session)
+        if not self.session.objects:
+            self.session.add_object()
+        self._apply_mode()
+        self._on_session(self.session)
+
+    def close(self) -> None:
+        """Stop the session and take its nodes out of the scene (its files stay in the autosave folder)."""
+        session, self.session = self.session, None
+        if session is None:
+            return
+        session.close()
+        scene = self.app.slicer.scene
+        for node in [o.markups_node for o in session.objects] + [session.segmentation_node]:
+            if node is not None and scene.IsNodePresent(node):
+                scene.RemoveNode(node)
+
+    def require(self):
+        if self.session is None:
+            raise InputError("open a volume first (data root, upload or Sample phantom)")
+        return self.session
+
+    # --------------------------------------------------------------------------------------- actions
+    def add_object(self) -> None:
+        session = self.require()
+        session.add_object()
+        self._apply_mode()
+        self._on_session(session)
+
+    def select_object(self, name: str | None) -> None:
+        if self.session is None or not name or (self.session.active and self.session.active.name == name):
+            return
+        self.session.active = self.session.object(name)
+        self._apply_mode()
+        self._on_session(self.session)
+
+    def set_place_mode(self, placing: bool) -> None:
+        self._apply_mode(placing)
+
+    def undo(self) -> None:
+        self.require().undo_point()
+
+    def refit(self) -> None:
+        """Fit the active object's template from scratch through all its points (the live fit warm-starts)."""
+        session = self.require()
+        session.refit(session.active, full=True)
+
+    def clear(self) -> None:
+        self.require().clear_points()
+
+    def delete_point(self, index: int) -> None:
+        """Delete the active object's point number ``index`` (0-based); the template re-fits."""
+        session = self.require()
+        node = session.active.markups_node
+        if not 0 <= int(index) < node.GetNumberOfControlPoints():
+            raise InputError(f"no point #{int(index) + 1} on {session.active.name}")
+        node.RemoveNthControlPoint(int(index))
+
+    def points_ras(self, name: str | None = None) -> np.ndarray:
+        """(N, 3) RAS mm of an object's points (default: the active one)."""
+        session = self.require()
+        obj = session.object(name) if name else session.active
+        return lps_to_ras(obj.points_lps) if obj is not None else np.zeros((0, 3))
+
+    def load_points(self, path: Path) -> None:
+        """Replace the active object's points by those of a point file (.mrk.json/.fcsv/.csv, LPS)."""
+        from weaknet.points import read_points
+        from WeakNetSlicerLib import nodes
+
+        session = self.require()
+        points = read_points(path)
+        with session.batch():
+            nodes.set_control_points_lps(session.active.markups_node, points)
+        session.active.clicks += len(points)
+        self._on_session(session)
+
+    def save_points(self, path: Path) -> None:
+        """Write the active object's points (.mrk.json, LPS, Slicer's format)."""
+        from WeakNetSlicerLib import nodes
+
+        session = self.require()
+        if session.active.point_count == 0:
+            raise InputError(f"{session.active.name} has no points to save")
+        nodes.write_node(session.active.markups_node, path)
+
+    def labelmap(self) -> tuple[np.ndarray, object]:
+        """All templates as one labelmap: uint8 (D, H, W), object i ↦ label i+1; and the volume's Geometry."""
+        session = self.require()
+        labels = np.zeros(session.geometry.shape, np.uint8)
+        for i, obj in enumerate(session.objects):
+            if obj.mask is not None:
+                labels[obj.mask > 0] = i + 1
+        return labels, session.geometry
+
+    # ------------------------------------------------------------------------------------- internals
+    def _apply_mode(self, placing: bool | None = None) -> None:
+        placing = self.state.place_mode if placing is None else placing
+        if self.session is None or self.session.active is None:
+            return
+        if placing:
+            self.session.start_placing(self.session.active, persistent=True)
+        else:
+            self.app.slicer.markups_logic.disable_place_mode()
+
+    def _on_session(self, session) -> None:
+        """Session listener: mirror it into the page and re-render (a new scene revision)."""
+        if session is not self.session:
+            return
+        active = session.active
+        for obj in session.objects:
+            display = obj.markups_node.GetDisplayNode()
+            if display is not None and display.GetPointLabelsVisibility():
+                display.SetPointLabelsVisibility(False)
+        with self.state:
+            s = self.state
+            s.objects = [o.name for o in session.objects]
+            s.active_object = active.name if active else None
+            ras = lps_to_ras(active.points_lps) if active is not None and active.point_count else np.zeros((0, 3))
+            s.points = [{"i": i, "ras": [round(float(c), 2) for c in p]} for i, p in enumerate(ras)]
+            s.n_points = session.point_count
+            s.effort = session.effort
+            s.status = session.status
+            s.status_level = session.status_level
+            s.fit_count = int(s.fit_count or 0) + 1
+            self.app.changed()
+
+    def debug(self) -> dict:
+        """Points (RAS mm) per object, for tests."""
+        if self.session is None:
+            return {}
+        return {o.name: lps_to_ras(o.points_lps).tolist() if o.point_count else [] for o in self.session.objects}
+

@@ -1,0 +1,250 @@
+"""Driving the annotator from a real browser: a server subprocess, headless Chromium, clicks at RAS points.
+
+Used by the end-to-end tests (Testing/test_web_*.py) and the click→overlay latency benchmark. Waits are
+on delivered frames (``state.frames`` ≥ a scene revision, see :mod:`weaknet_web.views`), never on sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .server import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+# A known, rare failure of the server under slicer-core (see /work/shared/NOTES.md): it logs these errors
+# and exits. ServerProcess restarts it once when it happens at start.
+KNOWN_CRASH = "vtkImageExtractComponents"
+SLICE_VIEWS = ("Red", "Green", "Yellow")  # axial, coronal, sagittal (trame ids of Slicer's slice views)
+
+
+class ServerError(RuntimeError):
+    """The app's server did not start or died; the message ends with its log's tail."""
+
+
+class ServerProcess:
+    """``weaknet app`` in a subprocess on a free loopback port; its output goes to ``log_path``."""
+
+    def __init__(self, data_root: Path, volume: str | None = None, sample: bool = False, log_path=None,
+                 extra_args: tuple[str, ...] = ()):
+        self.data_root = Path(data_root)
+        self.args = [str(self.data_root / volume)] if volume else []
+        self.args += ["--data-root", str(self.data_root)] + (["--sample"] if sample else []) + list(extra_args)
+        self.log_path = Path(log_path or self.data_root.parent / "server.log")
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 60.0, retries: int = 1) -> "ServerProcess":
+        for attempt in range(retries + 1):
+            try:
+                return self._start_once(timeout)
+            except ServerError as exc:
+                self.stop()
+                if KNOWN_CRASH not in str(exc) or attempt == retries:
+                    raise
+        return self
+
+    def _start_once(self, timeout: float) -> "ServerProcess":
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}/"
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        self._log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([sys.executable, "-m", "weaknet", "app", *self.args, "--port", str(port)],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with urllib.request.urlopen(self.url, timeout=2) as r:
+                    if r.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.2)
+        raise ServerError(f"server not ready after {timeout:.0f} s\n{self.log_tail()}")
+
+    def check_alive(self) -> None:
+        """Raise ServerError (with the log's tail) if the server has exited."""
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServerError(f"server exited with status {self.proc.returncode}\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(ln for ln in text if "WindowResizeEvent" not in ln)[-4000:] if text else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if getattr(self, "_log", None):
+            self._log.close()
+        self.proc = None
+
+
+@contextmanager
+def running_server(*args, **kwargs):
+    server = ServerProcess(*args, **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextmanager
+def chromium():
+    """A headless Chromium (Debian's /usr/bin/chromium, driven by playwright; nothing is downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class AppPage:
+    """One browser tab on the app, with helpers that wait on delivered frames."""
+
+    def __init__(self, browser, url: str, width: int = 1400, height: int = 900, timeout_ms: int = 30000):
+        self.page = browser.new_page(viewport={"width": width, "height": height})
+        self.page.set_default_timeout(timeout_ms)
+        self.page.goto(url)
+        self.page.wait_for_function(
+            "() => { const im = document.querySelectorAll('img.image-display-area');"
+            " return im.length >= 3 && Array.from(im).every(e => e.naturalWidth > 0"
+            " && Math.abs(e.getBoundingClientRect().width - e.naturalWidth) < 2); }")
+        self.wait_state("volume_name", lambda v: bool(v))
+
+    def state(self, name: str):
+        return self.page.evaluate("(n) => window.trame.state.get(n)", name)
+
+    def set_state(self, name: str, value) -> None:
+        self.page.evaluate("([n, v]) => window.trame.state.set(n, v)", [name, value])
+
+    def trigger(self, name: str, *args):
+        return self.page.evaluate("([n, a]) => window.trame.trigger(n, a)", [name, list(args)])
+
+    def wait_state(self, name: str, predicate_js_or_py, timeout_ms: int | None = None):
+        """Wait until state ``name`` satisfies a JS expression in ``v`` (str) or poll a Python predicate."""
+        if isinstance(predicate_js_or_py, str):
+            self.page.wait_for_function(f"() => {{ const v = window.trame.state.get({name!r}); "
+                                        f"return {predicate_js_or_py}; }}", timeout=timeout_ms)
+            return self.state(name)
+        deadline = time.monotonic() + (timeout_ms or 30000) / 1000
+        while time.monotonic() < deadline:
+            value = self.state(name)
+            if predicate_js_or_py(value):
+                return value
+            self.page.wait_for_timeout(50)
+        raise TimeoutError(f"state {name} never satisfied the predicate (last: {self.state(name)!r})")
+
+    def wait_frames(self, revision: int | None = None, views=SLICE_VIEWS) -> int:
+        """Wait until every view in ``views`` delivered a frame of scene revision ≥ ``revision`` (default:
+        the current one) to this page; returns that revision."""
+        if revision is None:
+            revision = int(self.state("revision"))
+        self.page.wait_for_function(
+            "([rev, views]) => { const f = window.trame.state.get('frames') || {};"
+            " return views.every(v => (f[v] || 0) >= rev); }", arg=[revision, list(views)], polling="raf")
+        return revision
+
+    def rerender(self) -> int:
+        """Force a new revision and wait for its frames in every slice view."""
+        return self.wait_frames(int(self.trigger("weaknet_render")))
+
+    def scroll(self, view: str, offset_mm: float) -> None:
+        """Move a slice view to ``offset_mm`` with its slider (as a user does) and wait for the frames."""
+        self.set_state(f"{view}__SliderState__value", float(offset_mm))
+        deadline = time.monotonic() + 10
+        while abs(self.debug()["views"][view]["offset"] - offset_mm) > 1e-3:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{view} did not move to {offset_mm} mm")
+            self.page.wait_for_timeout(30)
+        self.rerender()
+
+    def debug(self) -> dict:
+        return self.trigger("weaknet_debug")
+
+    def view_box(self, view: str) -> dict:
+        return self.page.evaluate(
+            "(v) => { const r = document.querySelector(`[data-view=\"${v}\"]`).parentElement"
+            ".querySelector('img.image-display-area').getBoundingClientRect();"
+            " return {x: r.x, y: r.y, width: r.width, height: r.height}; }", view)
+
+    def ras_to_page(self, view: str, ras, debug: dict | None = None) -> tuple[float, float, float]:
+        """Page pixel (x, y) of a RAS point in a slice view, and the point's distance (mm) off the slice."""
+        info = (debug or self.debug())["views"][view]
+        xy_to_ras = np.array(info["xy_to_ras"], float).reshape(4, 4)
+        xyz = np.linalg.solve(xy_to_ras, np.r_[np.asarray(ras, float), 1.0])
+        w, h = info["size"]
+        box = self.view_box(view)
+        normal = xy_to_ras[:3, 2] / np.linalg.norm(xy_to_ras[:3, 2])
+        off = float(np.dot(np.asarray(ras, float) - xy_to_ras[:3, 3], normal))
+        return (box["x"] + (xyz[0] + 0.5) * box["width"] / w,
+                box["y"] + (h - xyz[1] - 0.5) * box["height"] / h, off)
+
+    def click_ras(self, view: str, ras, debug: dict | None = None) -> int:
+        """Click at a RAS point (on the view's current slice) and wait for the re-fitted template's frames;
+        returns the revision that shows it."""
+        x, y, off = self.ras_to_page(view, ras, debug)
+        if abs(off) > 0.5:
+            raise ValueError(f"{ras} is {off:.2f} mm off the {view} slice")
+        before = int(self.state("n_points"))
+        self.page.mouse.click(x, y)
+        self.wait_state("n_points", f"v >= {before + 1}")
+        self.wait_state("fit_count", "v > 0")
+        return self.wait_frames()
+
+    def screenshot_view(self, view: str, path: Path | None = None) -> np.ndarray:
+        """The view's pixels as the browser shows them: uint8 (H, W, 3)."""
+        from io import BytesIO
+
+        from PIL import Image
+
+        box = self.view_box(view)
+        png = self.page.screenshot(clip=box, path=str(path) if path else None)
+        return np.asarray(Image.open(BytesIO(png)).convert("RGB"))
+
+
+def plane_surface_points(mask: np.ndarray, geometry, debug: dict, counts: dict[str, int],
+                         margin_px: float = 25.0) -> dict[str, np.ndarray]:
+    """Points (RAS mm) on the true surface of ``mask`` that lie on each slice view's current plane.
+
+    counts: view → how many points (spread by farthest-point sampling). The surface is the mask's
+    marching-cubes boundary (weaknet.sampling.mask_surface); points within ``margin_px`` of a view's edge
+    are skipped.
+    """
+    from weaknet.coords import lps_to_ras
+    from weaknet.sampling import farthest_point_sampling, mask_surface
+
+    verts = lps_to_ras(mask_surface(mask, geometry)[0])
+    out = {}
+    for view, n in counts.items():
+        info = debug["views"][view]
+        m = np.array(info["xy_to_ras"], float).reshape(4, 4)
+        normal = m[:3, 2] / np.linalg.norm(m[:3, 2])
+        near = verts[np.abs((verts - m[:3, 3]) @ normal) < 0.05]
+        xy = np.linalg.solve(m, np.c_[near, np.ones(len(near))].T).T[:, :2]
+        w, h = info["size"]
+        keep = (xy[:, 0] > margin_px) & (xy[:, 0] < w - margin_px) & (xy[:, 1] > margin_px) & (xy[:, 1] < h - margin_px)
+        near = near[keep]
+        if len(near) < n:
+            raise ValueError(f"the {view} slice cuts the surface in only {len(near)} points")
+        out[view] = near[farthest_point_sampling(near, n, seed=0)]
+    return out
