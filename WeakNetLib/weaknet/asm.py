@@ -1,11 +1,21 @@
 """Active Surface Model: a closed template mesh deformed through sparse clicked surface points.
 
-Energy: E(X) = ½ (X−X₀)ᵀ K (X−X₀) + external, with K = α L + β L² on the uniform mesh Laplacian L
-(membrane + thin plate acting on the displacement from the rest shape X₀, so the surface does not shrink
-between points). External forces: each clicked point pulls the surface's nearest vertex, and each vertex
-is pulled along its normal towards its nearest clicked point. Semi-implicit steps
-(I + τK) Dₜ₊₁ = Dₜ + Fₜ with D = X − X₀ use one sparse LU factorisation made once per template, so an
-update after a click costs a few triangular solves.
+Rest shape X₀: the icosphere mapped onto the points' principal ellipsoid, or onto an ellipsoid bent along
+a circular arc when the points follow one (banana, C-shape: a single ellipsoid cannot carve their
+concavity, the bent one starts inside it).
+
+Energy: ½ (X−X₀)ᵀ K (X−X₀) + external, K = α L + β L² on the uniform mesh Laplacian L (membrane + thin
+plate acting on the displacement from the rest shape, so the surface does not shrink between points).
+External forces (displacement targets per vertex):
+
+- every clicked point pulls the surface's nearest vertex onto itself;
+- every vertex is pulled along its normal towards the tangent level of its nearest clicked point, with a
+  Gaussian fall-off at the points' typical spacing (this lets regions without a point of their own follow
+  their neighbours, e.g. into a concavity).
+
+Semi-implicit steps (I + τK) Dₜ₊₁ = Dₜ + Fₜ with D = X − X₀, coarse to fine over a few stiffness levels τ,
+each with one sparse LU factorisation made when the model is created. An update after a click re-uses
+the current mesh (warm start) and costs a few triangular solves.
 """
 
 from __future__ import annotations
@@ -18,52 +28,59 @@ from scipy.spatial import cKDTree
 from . import mesh
 from .points import validate_points
 
+ROOT3 = np.sqrt(3.0)
 
-def ellipsoid_frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre (3,), axes (3, 3) (columns, right-handed) and radii (3,) mm of the points' principal ellipsoid.
 
-    Radii are √3 × the standard deviation along each principal axis: exact for points spread evenly over
-    an ellipsoid's surface.
+def covariance_ellipsoid(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (3,) and shape matrix M (3, 3) of the points' principal ellipsoid {centre + M u : |u| = 1}.
+
+    M = √3 · Σ^½ (symmetric square root of the covariance): the radii are √3 × the standard deviations
+    along the principal axes, exact for points spread evenly over an ellipsoid's surface. M depends
+    continuously on the points (no eigenvector sign or order ambiguity), so templates stay in
+    correspondence as points are added.
     """
     centre = points.mean(axis=0)
-    _, s, vt = np.linalg.svd(points - centre, full_matrices=False)
-    axes = vt.T
-    if np.linalg.det(axes) < 0:
-        axes[:, 2] *= -1
-    radii = np.sqrt(3.0) * s / np.sqrt(len(points))
-    return centre, axes, np.maximum(radii, 1e-3 * radii.max())
+    w, v = np.linalg.eigh(np.cov((points - centre).T, bias=True))
+    radii = ROOT3 * np.sqrt(np.maximum(w, 1e-6 * w.max()))
+    return centre, (v * radii) @ v.T
 
 
 def ellipsoid_template(points: np.ndarray, unit: np.ndarray) -> np.ndarray:
-    """The unit-sphere vertices (V, 3) mapped onto the points' principal ellipsoid (V, 3) LPS mm."""
-    centre, axes, radii = ellipsoid_frame(points)
-    return centre + (unit * radii) @ axes.T
+    """Unit-sphere vertices (V, 3) mapped onto the points' principal ellipsoid: (V, 3) LPS mm."""
+    centre, shape = covariance_ellipsoid(points)
+    return centre + unit @ shape.T
 
 
-def bent_template(points: np.ndarray, unit: np.ndarray) -> np.ndarray | None:
-    """The unit-sphere vertices mapped onto an ellipsoid bent along a circular arc (banana, C) fitted to the
-    points (N, 3) LPS mm, or None when the points do not follow an arc.
+def bent_template(points: np.ndarray, unit: np.ndarray, normal_hint: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Unit-sphere vertices mapped onto an ellipsoid bent along a circular arc fitted to the points (N, 3).
 
-    The arc lies in the plane of the two main principal axes: a circle fitted to the points projected there
-    (algebraic least squares), spanning the angles not in the largest angular gap between points. Along
-    the arc, across it and out of plane the radii are √3 × the standard deviations, as in
-    :func:`ellipsoid_frame`.
+    The arc lies in the plane of the two main principal axes: a circle fitted there (algebraic, then
+    geometric least squares), spanning the angles outside the largest angular gap between the points.
+    Radii along the arc, across it and out of the plane are √3 × the standard deviations. Returns
+    (vertices (V, 3) LPS mm, plane normal (3,)), or None when the points leave no angular gap (no arc).
+    ``normal_hint`` fixes the sign of the plane normal (keeps successive templates in correspondence).
     """
-    centre, axes, _ = ellipsoid_frame(points)
-    x, y, h = ((points - centre) @ axes).T
+    centre = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
+    normal = vt[2] if normal_hint is None or vt[2] @ normal_hint >= 0 else -vt[2]
+    e1 = vt[0]
+    e2 = np.cross(normal, e1)
+    q = points - centre
+    x, y, h = q @ e1, q @ e2, q @ normal
     design = np.stack([x, y, np.ones_like(x)], axis=1)
     (d, e, f), *_ = np.linalg.lstsq(design, -(x * x + y * y), rcond=None)
     cx, cy = -d / 2, -e / 2
     if cx * cx + cy * cy - f <= 0:
         return None
-    for _ in range(10):  # geometric refinement (Gauss-Newton on Σ (|p − c| − r)², r eliminated)
+    for _ in range(10):  # geometric refinement: Gauss-Newton on Σ (|p − c| − mean |p − c|)²
         dx, dy = x - cx, y - cy
         rho = np.maximum(np.hypot(dx, dy), 1e-9)
         jac = np.stack([-dx / rho, -dy / rho], axis=1)
-        jac -= jac.mean(axis=0)
-        step, *_ = np.linalg.lstsq(jac, -(rho - rho.mean()), rcond=None)
+        step, *_ = np.linalg.lstsq(jac - jac.mean(axis=0), -(rho - rho.mean()), rcond=None)
         cx, cy = cx + step[0], cy + step[1]
-    radius = np.hypot(x - cx, y - cy).mean()
+    rho = np.hypot(x - cx, y - cy)
+    radius = rho.mean()
     angle = np.arctan2(y - cy, x - cx)
     order = np.sort(angle)
     gaps = np.diff(np.append(order, order[0] + 2 * np.pi))
@@ -72,83 +89,115 @@ def bent_template(points: np.ndarray, unit: np.ndarray) -> np.ndarray | None:
         return None
     mid = order[k] + gaps[k] / 2 + np.pi  # opposite the gap's centre
     s = radius * ((angle - mid + np.pi) % (2 * np.pi) - np.pi)
-    root3 = np.sqrt(3.0)
-    half_length = min(root3 * s.std(), 0.95 * np.pi * radius)
-    across = min(root3 * (np.hypot(x - cx, y - cy) - radius).std(), 0.8 * radius)
-    height = root3 * (h - h.mean()).std()
+    half_length = min(ROOT3 * s.std(), 0.95 * np.pi * radius)
+    across = min(ROOT3 * (rho - radius).std(), 0.8 * radius)
+    height = ROOT3 * h.std()
     phi = mid + half_length * unit[:, 0] / radius
-    rho = radius - across * unit[:, 1]  # minus keeps the faces outward (the bend flips orientation)
-    local = np.stack([cx + rho * np.cos(phi), cy + rho * np.sin(phi), h.mean() + height * unit[:, 2]], axis=1)
-    return centre + local @ axes.T
-
-
-def initial_shape(points: np.ndarray, unit: np.ndarray) -> np.ndarray:
-    """Rest shape (V, 3) LPS mm for the points (N, 3): the principal ellipsoid, or the bent ellipsoid when
-    it lies clearly closer to the points (mean point-to-nearest-vertex distance 20 % smaller)."""
-    straight = ellipsoid_template(points, unit)
-    bent = bent_template(points, unit)
-    if bent is None:
-        return straight
-    residual = [cKDTree(v).query(points)[0].mean() for v in (straight, bent)]
-    return bent if residual[1] < 0.8 * residual[0] else straight
+    r = radius - across * unit[:, 1]  # minus keeps faces outward (bending alone would flip them)
+    local_x, local_y = cx + r * np.cos(phi), cy + r * np.sin(phi)
+    local_h = h.mean() + height * unit[:, 2]
+    verts = centre + np.outer(local_x, e1) + np.outer(local_y, e2) + np.outer(local_h, normal)
+    return verts, normal
 
 
 class ActiveSurface:
     """A template mesh fitted to clicked surface points (LPS mm).
 
-    ``fit(points)`` starts from the points' principal ellipsoid; ``update(points)`` re-fits from the
-    current mesh after points were added, moved or removed. ``vertices`` (V, 3) LPS mm, ``faces`` (F, 3).
+    ``fit(points)`` starts from the rest shape of the points; ``update(points)`` re-fits from the current
+    mesh after points were added, moved or removed (falling back to ``fit`` when the rest shape changed a
+    lot, e.g. during the first clicks). ``vertices`` (V, 3) LPS mm and ``faces`` (F, 3) int after a fit.
+
+    subdivisions: icosphere level (4 → 2,562 vertices); alpha, beta: membrane and thin-plate weights;
+    taus: stiffness levels, coarse to fine (the last one is used by updates); iterations: steps of a
+    from-scratch fit; update_iterations: steps after a click; pull: weight of point → nearest-vertex
+    forces; normal_pull: weight of vertex → nearest-point forces along the normal (0 disables them);
+    refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch.
     """
 
-    def __init__(self, subdivisions: int = 4, alpha: float = 1.0, beta: float = 4.0, tau: float = 20.0,
-                 iterations: int = 80, update_iterations: int = 6, pull: float = 1.0,
-                 normal_pull: float = 0.2) -> None:
+    def __init__(self, subdivisions: int = 4, alpha: float = 1.0, beta: float = 4.0,
+                 taus: tuple[float, ...] = (20.0, 5.0), iterations: int = 80, update_iterations: int = 4,
+                 pull: float = 1.0, normal_pull: float = 0.2, refit_mm: float = 3.0) -> None:
         self.unit, self.faces = mesh.icosphere(subdivisions)
         n = len(self.unit)
         lap = mesh.laplacian(self.faces, n)
         stiffness = alpha * lap + beta * (lap @ lap)
-        self._lu = splu((sp.identity(n) + tau * stiffness).tocsc())
+        self._solvers = [splu((sp.identity(n) + t * stiffness).tocsc()).solve for t in taus]
+        # (V, F) incidence: vertex normal = sum of adjacent area-weighted face normals
+        rows = self.faces.ravel()
+        cols = np.repeat(np.arange(len(self.faces)), 3)
+        self._incidence = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(self.faces)))
         self.iterations = iterations
         self.update_iterations = update_iterations
         self.pull = pull
         self.normal_pull = normal_pull
+        self.refit_mm = refit_mm
         self.rest: np.ndarray | None = None
         self.vertices: np.ndarray | None = None
         self.points: np.ndarray | None = None
+        self._normal: np.ndarray | None = None  # bend-plane normal of a bent rest shape
 
     def fit(self, points_lps: np.ndarray) -> "ActiveSurface":
-        """Fit from scratch: initialise on the points' ellipsoid and iterate. points (N, 3) LPS mm."""
+        """Fit from scratch through points (N, 3) LPS mm (validated: ≥ 4, distinct, not coplanar)."""
         pts = validate_points(points_lps)
-        self.rest = initial_shape(pts, self.unit)
+        self.rest, self._normal = self._rest_shape(pts, None)
         self.vertices = self.rest.copy()
         self.points = pts
-        self._iterate(pts, self.iterations)
+        self._iterate(pts, self._solvers, self.iterations)
         return self
 
     def update(self, points_lps: np.ndarray) -> "ActiveSurface":
-        """Warm-start re-fit from the current mesh for a changed point set (N, 3) LPS mm."""
+        """Re-fit for a changed point set (N, 3) LPS mm, warm-started from the current mesh."""
         if self.vertices is None:
             return self.fit(points_lps)
         pts = validate_points(points_lps)
-        self.points = pts
-        self._iterate(pts, self.update_iterations)
+        rest, normal = self._rest_shape(pts, self._normal, keep_bent=self._normal is not None)
+        if (normal is None) != (self._normal is None) or \
+                np.max(np.linalg.norm(rest - self.rest, axis=1)) > self.refit_mm:
+            return self.fit(pts)
+        self.vertices += rest - self.rest
+        self.rest, self._normal, self.points = rest, normal, pts
+        self._iterate(pts, self._solvers[-1:], self.update_iterations, refresh=self.update_iterations)
         return self
 
-    def _forces(self, x: np.ndarray, pts: np.ndarray, tree_pts: cKDTree) -> np.ndarray:
-        """(V, 3) displacement targets: clicked points → nearest vertex, vertices → nearest point along normal."""
-        f = np.zeros_like(x)
-        _, nearest_vertex = cKDTree(x).query(pts)
-        np.add.at(f, nearest_vertex, self.pull * (pts - x[nearest_vertex]))
-        if self.normal_pull:
-            d, nearest_point = tree_pts.query(x)
-            n = mesh.vertex_normals(x, self.faces)
-            along = np.einsum("ij,ij->i", pts[nearest_point] - x, n)
-            f += (self.normal_pull * along)[:, None] * n
+    def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep_bent: bool = False
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The ellipsoid, or the bent ellipsoid when its mean point-to-nearest-vertex distance is ≥ 20 %
+        smaller (≥ 10 % when ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None
+        for the plain ellipsoid)."""
+        straight = ellipsoid_template(pts, self.unit)
+        bent = bent_template(pts, self.unit, normal_hint)
+        if bent is not None:
+            residual = [cKDTree(v).query(pts)[0].mean() for v in (straight, bent[0])]
+            if residual[1] < (0.9 if keep_bent else 0.8) * residual[0]:
+                return bent
+        return straight, None
+
+    def _forces(self, x: np.ndarray, pts: np.ndarray, nearest: np.ndarray, weight: np.ndarray,
+                vertex: np.ndarray) -> np.ndarray:
+        """(V, 3) displacement targets (see the module docstring) for correspondences ``nearest`` (V,)
+        point of each vertex with fall-off ``weight`` (V,), and ``vertex`` (N,) nearest vertex of each point."""
+        normals = self._incidence @ mesh.face_normals(x, self.faces, normalize=False)
+        normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
+        along = np.einsum("ij,ij->i", pts[nearest] - x, normals)
+        f = (weight * along)[:, None] * normals
+        pull = self.pull * (pts - x[vertex])
+        for c in range(3):
+            f[:, c] += np.bincount(vertex, pull[:, c], minlength=len(x))
         return f
 
-    def _iterate(self, pts: np.ndarray, iterations: int) -> None:
-        tree_pts = cKDTree(pts)
+    def _iterate(self, pts: np.ndarray, solvers, iterations: int, refresh: int = 2) -> None:
+        """Semi-implicit steps; correspondences are recomputed every ``refresh`` steps (and at the start)."""
+        tree = cKDTree(pts)
+        spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))  # typical distance between points
         d = self.vertices - self.rest
-        for _ in range(iterations):
-            d = self._lu.solve(d + self._forces(self.rest + d, pts, tree_pts))
+        step = 0
+        for solve in solvers:
+            for _ in range(max(iterations // len(solvers), 1)):
+                x = self.rest + d
+                if step % refresh == 0:
+                    dist, nearest = tree.query(x)
+                    weight = self.normal_pull * np.exp(-(dist / spacing) ** 2)
+                    vertex = cKDTree(x).query(pts)[1]
+                d = solve(d + self._forces(x, pts, nearest, weight, vertex))
+                step += 1
         self.vertices = self.rest + d
