@@ -47,6 +47,9 @@ class AnnotatorApp(TrameApp):
         from .annotation import AnnotationPanel
 
         self.annotation = AnnotationPanel(self)
+        from .training import TrainingPanel
+
+        self.training = TrainingPanel(self)
         self._init_state(volume_rendering)
         self._bind()
         from .ui import build_ui
@@ -99,6 +102,12 @@ class AnnotatorApp(TrameApp):
         ctrl.load_points = guard(self.load_points)
         ctrl.save_segmentation = guard(lambda: self.save("seg_file"))
         ctrl.save_labelmap = guard(lambda: self.save("label_file"))
+        t = self.training
+        ctrl.add_to_training_set = guard(t.add_to_training_set)
+        ctrl.start_training = guard(t.start)
+        ctrl.cancel_training = guard(t.cancel)
+        ctrl.apply_model = guard(t.apply)
+        ctrl.refresh_models = guard(lambda: setattr(s, "models", t.list_models()))
         self.server.trigger("weaknet_upload")(guard(self.upload_chunk))
         self.server.trigger("weaknet_upload_refused")(guard(self.upload_refused))
         self._upload_files: list[dict] = []
@@ -134,6 +143,7 @@ class AnnotatorApp(TrameApp):
         if not nodes:
             raise InputError(f"{self.data_root.relative(path)}: Slicer could not load this volume")
         self.annotation.close()
+        self.training.remove_prediction()
         if self.volume_node is not None:
             self.slicer.scene.RemoveNode(self.volume_node)
         self.volume_node, self.volume_path = nodes[0], path

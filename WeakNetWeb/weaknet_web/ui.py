@@ -27,6 +27,8 @@ def build_ui(app) -> SinglePageWithDrawerLayout:
                 _points_panel(ctrl)
                 v.VDivider(classes="my-2")
                 _files_panel(ctrl)
+                v.VDivider(classes="my-2")
+                _training_panel(ctrl)
 
         with layout.content:
             with v.VContainer(fluid=True, classes="pa-0 fill-height"):
@@ -105,3 +107,36 @@ def _files_panel(ctrl) -> None:
                 v.VBtn(icon="mdi-folder-open", click=load, size="small", variant="text",
                        raw_attrs=[f'data-testid="load-{key}"'])
     html.Div("Autosaved to annotations/ after every change.", classes="text-caption")
+
+
+def _training_panel(ctrl) -> None:
+    html.Div("Training", classes="text-subtitle-2 mb-1")
+    with html.Div(classes="d-flex ga-1 align-center"):
+        v.VSelect(v_model=("train_modality",), items=("train_modalities",), label="Modality", density="compact",
+                  hide_details=True)
+        v.VBtn("Add to training set", click=ctrl.add_to_training_set, size="small",
+               raw_attrs=['data-testid="add-training"'])
+    html.Div("{{ train_cases }} volume(s) in training/", classes="text-caption mb-1")
+    with v.VRow(dense=True):
+        for key, label in (("train_lambda", "λ"), ("train_gamma", "γ"), ("train_epochs", "epochs"),
+                           ("train_steps", "steps/epoch"), ("train_patch", "patch")):
+            with v.VCol(cols=4):
+                v.VTextField(v_model=(key,), label=label, type="number", density="compact", hide_details=True)
+        with v.VCol(cols=4):
+            v.VSelect(v_model=("train_device",), items=("train_devices",), label="device", density="compact",
+                      hide_details=True)
+    with html.Div(classes="d-flex ga-1 my-1"):
+        v.VBtn("Train", click=ctrl.start_training, size="small", color="primary",
+               disabled=("train_state === 'running'",), raw_attrs=['data-testid="train"'])
+        v.VBtn("Cancel", click=ctrl.cancel_training, size="small", disabled=("train_state !== 'running'",),
+               raw_attrs=['data-testid="cancel-training"'])
+    v.VProgressLinear(model_value=("train_progress",), height=6, color="primary", classes="my-1")
+    html.Div("{{ train_message }}", classes="text-caption", raw_attrs=['data-testid="train-message"'])
+    v.VSparkline(v_if=("loss_curve.length > 1",), model_value=("loss_curve",), height=60, line_width=1,
+                 smooth=True, color="primary", auto_draw=False)
+    with html.Div(classes="d-flex ga-1 align-center mt-1"):
+        v.VSelect(v_model=("model_choice",), items=("models",), label="Model", density="compact",
+                  hide_details=True)
+        v.VBtn(icon="mdi-refresh", click=ctrl.refresh_models, size="small", variant="text")
+        v.VBtn("Apply", click=ctrl.apply_model, size="small", raw_attrs=['data-testid="apply-model"'])
+    html.Div("{{ prediction_message }}", classes="text-caption")
