@@ -112,7 +112,7 @@ class AnnotationSession:
         An existing node's points are fitted at once. Raises :class:`InputError` for a duplicate name.
         """
         self._require_open()
-        name = name or self._free_name()
+        name = name or self.next_object_name()
         if any(o.name == name for o in self.objects):
             raise InputError(f"an object named '{name}' already exists on this volume; pick another name")
         color = color or COLORS[len(self.objects) % len(COLORS)]
@@ -141,6 +141,11 @@ class AnnotationSession:
         if self.autosave_dir:
             self._write_session_file()
         return obj
+
+    def next_object_name(self) -> str:
+        """The first free default name "Object <n>"."""
+        names = {o.name for o in self.objects}
+        return next(f"Object {i}" for i in range(1, len(names) + 2) if f"Object {i}" not in names)
 
     def object(self, name: str) -> TargetObject:
         """The object called ``name`` (InputError when there is none)."""
@@ -184,14 +189,25 @@ class AnnotationSession:
         """
         obj = self._obj(obj)
         selection = self.scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
-        interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
-        if selection is None or interaction is None:
-            raise InputError("the scene has no selection/interaction node (create it with an application logic)")
+        interaction = self._interaction_node()
+        if selection is None:
+            raise InputError("the scene has no selection node (create the scene with an application logic)")
         selection.SetReferenceActivePlaceNodeClassName("vtkMRMLMarkupsFiducialNode")
         selection.SetActivePlaceNodeID(obj.markups_node.GetID())
         interaction.SetPlaceModePersistence(1 if persistent else 0)
         interaction.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.Place)
         self.active = obj
+
+    def stop_placing(self) -> None:
+        """Leave place mode (back to rotating/panning the views); the points stay."""
+        interaction = self._interaction_node()
+        interaction.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.ViewTransform)
+
+    def _interaction_node(self):
+        node = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        if node is None:
+            raise InputError("the scene has no interaction node (create the scene with an application logic)")
+        return node
 
     @contextmanager
     def batch(self):
@@ -459,10 +475,6 @@ class AnnotationSession:
         if obj is None:
             raise InputError("add an object first (Add object), then place points on its surface")
         return obj
-
-    def _free_name(self) -> str:
-        names = {o.name for o in self.objects}
-        return next(f"Object {i}" for i in range(1, len(names) + 2) if f"Object {i}" not in names)
 
     def _require_open(self) -> None:
         if self.closed:
