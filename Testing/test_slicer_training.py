@@ -103,7 +103,6 @@ def test_apply_model_to_volume_node_and_warnings(annotated, tmp_path):
 
 
 def test_background_training_progress_and_cancel(annotated, tmp_path):
-    pytest.importorskip("weaknet.background", reason="weaknet.background.TrainingJob not landed yet")
     core, _, _ = annotated
     ds = build_training_set(core.scene, tmp_path / "set")
     run = start_training(ds, tmp_path / "model", **TINY)
