@@ -143,12 +143,27 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         server.check_alive()
 
 
-def test_save_restart_restore(tmp_path, data_root, phantom, browser):
+def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
     log = tmp_path / "server.log"
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
         page = testing.AppPage(browser, server.url)
         page.rerender()
-        click_surface(page, phantom, [("Red", None, 4), ("Green", None, 2), ("Yellow", None, 2)])
+        clicked = click_surface(page, phantom, [("Green", None, 3), ("Yellow", None, 3), ("Red", None, 3)])
+
+        # drag point #1 (on the coronal plane) 20 px to the right: it moves towards patient left (−R)
+        page.set_state("place_mode", False)
+        page.drag_ras("Green", clicked[0], 20, 0)
+        moved = np.array(page.debug()["points_ras"]["Object 1"][0])
+        assert moved[0] < clicked[0][0] - 1.0 and np.allclose(moved[1:], clicked[0][1:], atol=0.5)
+        # delete point #2 from the list, undo the last click
+        page.page.locator(".v-list-item").nth(1).locator("button").click()
+        page.wait_state("n_points", "v === 8")
+        page.page.locator('[data-testid="undo"]').click()
+        page.wait_state("n_points", "v === 7")
+        page.wait_state("status", "v.includes('fitted through 7 points')")
+        points = np.array(page.debug()["points_ras"]["Object 1"])
+        assert np.abs(points[1:] - clicked[2:8]).max() < 0.6  # within a pixel (0.5 mm) of the clicks
+
         for key in ("points_file", "seg_file", "label_file"):
             page.page.locator(f'[data-testid="save-{key}"]').click()
             page.wait_state("info_message", f"v === 'saved ' + {json.dumps(page.state(key))}")
@@ -161,12 +176,13 @@ def test_save_restart_restore(tmp_path, data_root, phantom, browser):
 
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(files["seg_file"]))).sum() > 0
     saved_label = read_volume(files["label_file"]).array
+    assert saved_label.sum() > 0
 
     # a new server on the same data root finds points and template back (autosave)
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
         page = testing.AppPage(browser, server.url)
         page.rerender()
-        assert page.state("n_points") == 8
+        assert page.state("n_points") == 7
         assert "reopened" in page.state("status")
         after = np.array(page.debug()["points_ras"]["Object 1"])
         assert np.allclose(after, before, atol=1e-3)
@@ -180,6 +196,6 @@ def test_save_restart_restore(tmp_path, data_root, phantom, browser):
         page.page.locator('[data-testid="add-object"]').click()
         page.wait_state("objects", "v.length === 2")
         page.page.locator('[data-testid="load-points_file"]').click()
-        page.wait_state("n_points", "v === 16")
+        page.wait_state("n_points", "v === 14")
         page.wait_state("status", "v.includes('Object 2: template fitted')")
         server.check_alive()

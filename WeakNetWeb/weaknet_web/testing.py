@@ -211,6 +211,23 @@ class AppPage:
         self.wait_state("fit_count", "v > 0")
         return self.wait_frames()
 
+    def drag_ras(self, view: str, ras, dx: float, dy: float, steps: int = 10) -> None:
+        """Drag the point at ``ras`` by (dx, dy) page pixels (place mode must be off); waits for the hover
+        cursor before pressing and for the re-fit after releasing."""
+        x, y, _ = self.ras_to_page(view, ras)
+        mouse = self.page.mouse
+        mouse.move(x + 4, y + 4)
+        mouse.move(x, y)
+        self.wait_state(f"{view}_active_view_cursor", "v === 'pointer'")
+        fits = int(self.state("fit_count"))
+        mouse.down()
+        for i in range(1, steps + 1):
+            mouse.move(x + dx * i / steps, y + dy * i / steps)
+            self.page.wait_for_timeout(30)  # pointer speed of a hand drag
+        mouse.up()
+        self.wait_state("fit_count", f"v > {fits}")
+        self.wait_frames()
+
     def screenshot_view(self, view: str, path: Path | None = None) -> np.ndarray:
         """The view's pixels as the browser shows them: uint8 (H, W, 3)."""
         from io import BytesIO
