@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import vtk
+from vtk.util import numpy_support
 
 from weaknet.asm import ActiveSurface
 from weaknet.coords import lps_to_ras
@@ -97,6 +98,11 @@ def test_live_refit_on_every_point_event_and_bad_input(core, oblique_file):
         asm.update(points[:k])
     assert np.array_equal(live, rasterize_mesh(asm.vertices, asm.faces, read_volume(path).geometry))
     assert _iou(live, ph.label.array) > 0.4, _iou(live, ph.label.array)
+    # the 3D view shows the fitted mesh itself (RAS), not a surface re-derived from the labelmap
+    surface = session.segmentation_node.GetSegmentation().GetSegment(obj.segment_id).GetRepresentation(
+        "Closed surface")
+    shown = numpy_support.vtk_to_numpy(surface.GetPoints().GetData())
+    assert np.allclose(shown, lps_to_ras(obj.surface.vertices), atol=1e-3)
 
     # move a point: incremental re-fit follows it
     before = obj.mask.copy()

@@ -242,6 +242,7 @@ def apply_model(scene, model_dir: str | Path, volume_node, gamma: float | None =
     seg.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     label = read_model_json(Path(model_dir)).get("labels", {}).get("1", "foreground")
     nodes.set_segment(seg, "weaknet_prediction", label, (0.3, 0.8, 0.4), mask.array, volume.geometry)
+    seg.CreateClosedSurfaceRepresentation()  # shown in 3D too
     seg.SetAttribute("WeakNet.Model", str(Path(model_dir).resolve()))
     return seg, warnings
 
