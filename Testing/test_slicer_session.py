@@ -213,3 +213,27 @@ def test_autosave_and_reopen(core, oblique_file, tmp_path):
     _click(robj, points[10])  # keeps working: re-fits from the points
     assert reopened.point_count == 11 and reopened.status_level == "info"
     assert len(read_points(folder / "bean.mrk.json")) == 11
+
+
+def test_saved_with_the_scene_and_resumed(core, oblique_file, tmp_path):
+    """The clicks and templates travel with a saved .mrml scene; loading it again resumes the session."""
+    path, ph, points = oblique_file
+    session = AnnotationSession(core.scene, _load(core, path), autosave_dir=tmp_path / "s")
+    obj = session.add_object("bean")
+    for p in points[:8]:
+        _click(obj, p)
+    template = session.template_mask(obj)
+    core.scene.SetURL(str(tmp_path / "s" / "scene.mrml"))
+    assert core.scene.Commit()  # the markups/segmentation storage nodes point at the autosaved files
+
+    fresh = create_scene()
+    fresh.scene.SetURL(str(tmp_path / "s" / "scene.mrml"))
+    assert fresh.scene.Connect()
+    volume_node = fresh.scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+    resumed = AnnotationSession.from_scene(fresh.scene, volume_node)
+    robj = resumed.object("bean")
+    assert np.allclose(robj.points_lps, points[:8], atol=1e-6) and resumed.effort == 8
+    assert np.array_equal(resumed.template_mask(robj), template)
+    assert "resumed 1 object" in resumed.status
+    _click(robj, points[8])
+    assert resumed.point_count == 9 and resumed.status_level == "info"

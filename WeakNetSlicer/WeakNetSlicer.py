@@ -332,23 +332,25 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
 
     # -- annotation --------------------------------------------------------------------------------
     def sessionFor(self, volumeNode, autosaveDirectory=None):
-        """The annotation session of a volume node (created on first use, reopened from the autosave folder
-        when one is there)."""
+        """The annotation session of a volume node: resumed from the scene's WeakNet nodes (a saved scene),
+        else reopened from the autosave folder, else new."""
         if volumeNode is None:
             raise ValueError(_("pick a volume first"))
         session = self.sessions.get(volumeNode.GetID())
         if session is not None and not session.closed and session.volume_node is volumeNode:
             return session
         self.ensureDependencies()
-        from WeakNetSlicerLib.session import SESSION_FILE, AnnotationSession
+        from WeakNetSlicerLib.session import REF_VOLUME, SESSION_FILE, AnnotationSession
 
         folder = None
         if autosaveDirectory:
             folder = pathlib.Path(autosaveDirectory) / _safeName(volumeNode.GetName())
-        if folder is not None and (folder / SESSION_FILE).is_file():
+        inScene = any(node.GetNodeReference(REF_VOLUME) is volumeNode
+                      for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"))
+        if not inScene and folder is not None and (folder / SESSION_FILE).is_file():
             session = AnnotationSession.reopen(slicer.mrmlScene, folder, volume_node=volumeNode)
-        else:
-            session = AnnotationSession(slicer.mrmlScene, volumeNode, autosave_dir=folder)
+        else:  # a saved scene's WeakNet nodes are picked up again; otherwise a new session
+            session = AnnotationSession.from_scene(slicer.mrmlScene, volumeNode, autosave_dir=folder)
         session.add_listener(self._onSessionChanged)
         self.sessions[volumeNode.GetID()] = session
         return session

@@ -34,8 +34,11 @@ from . import nodes
 
 log = logging.getLogger(__name__)
 
-ATTR_VOLUME = "WeakNet.VolumeID"
+REF_VOLUME = "weaknetVolume"
+"""Node reference role from a session's markups and segmentation nodes to their volume (saved in .mrml and
+remapped by Slicer when a scene is imported)."""
 ATTR_OBJECT = "WeakNet.Object"
+ATTR_CLICKS = "WeakNet.Clicks"
 SESSION_FILE = "session.json"
 TEMPLATES_FILE = "templates.seg.nrrd"
 COLORS = ((0.95, 0.35, 0.25), (0.25, 0.7, 0.95), (0.45, 0.85, 0.35), (0.95, 0.8, 0.25), (0.75, 0.45, 0.95))
@@ -123,7 +126,7 @@ class AnnotationSession:
             display = markups_node.GetDisplayNode()
             if display is not None:
                 display.SetSelectedColor(*color)
-        markups_node.SetAttribute(ATTR_VOLUME, self.volume_node.GetID())
+        markups_node.SetNodeReferenceID(REF_VOLUME, self.volume_node.GetID())
         markups_node.SetAttribute(ATTR_OBJECT, name)
         obj = TargetObject(name=name, segment_id=_segment_id(name), markups_node=markups_node, color=color)
         for event in _POINT_EVENTS:  # (VTK passes custom events' names as 'NoEvent': bind them here)
@@ -321,15 +324,38 @@ class AnnotationSession:
                 if points_file.is_file():
                     markups = nodes.read_node(scene, "vtkMRMLMarkupsFiducialNode", points_file,
                                               f"{volume_node.GetName()} {entry['name']}")
-                obj = session.add_object(entry["name"], markups, tuple(entry.get("color", COLORS[0])))
-                obj.clicks = int(entry.get("clicks", obj.point_count))
-                obj.fitted_points = obj.points_lps
-                if segmentation_node is not None and \
-                        segmentation_node.GetSegmentation().GetSegment(obj.segment_id) is not None:
-                    obj.mask = session.template_mask(obj)
+                session._adopt(markups, entry["name"], tuple(entry.get("color", COLORS[0])), entry.get("clicks"))
         session._set_status(f"reopened {len(session.objects)} object(s) with {session.point_count} points "
                             f"from {folder}", "info")
         return session
+
+    @classmethod
+    def from_scene(cls, scene, volume_node, autosave_dir: str | Path | None = None,
+                   fit_options: dict | None = None) -> "AnnotationSession":
+        """Resume the session whose nodes are already in the scene (e.g. a saved .mrml scene loaded again):
+        the volume's template segmentation and every markups node referencing the volume."""
+        segmentation_node = next((n for n in _nodes(scene, "vtkMRMLSegmentationNode")
+                                  if n.GetNodeReference(REF_VOLUME) is volume_node), None)
+        session = cls(scene, volume_node, segmentation_node, autosave_dir, fit_options)
+        with session._quiet():
+            for markups in _nodes(scene, "vtkMRMLMarkupsFiducialNode"):
+                if markups.GetNodeReference(REF_VOLUME) is volume_node:
+                    session._adopt(markups, markups.GetAttribute(ATTR_OBJECT), None,
+                                   markups.GetAttribute(ATTR_CLICKS))
+        session._set_status(f"resumed {len(session.objects)} object(s) with {session.point_count} points", "info")
+        return session
+
+    def _adopt(self, markups, name: str | None, color, clicks) -> TargetObject:
+        """Add an object for existing points and template without re-fitting (call inside ``_quiet``)."""
+        segment = self.segmentation_node.GetSegmentation().GetSegment(_segment_id(name)) if name else None
+        if color is None and segment is not None:
+            color = tuple(segment.GetColor())
+        obj = self.add_object(name, markups, color)
+        obj.clicks = int(clicks) if clicks is not None else obj.point_count
+        obj.fitted_points = obj.points_lps
+        if segment is not None:
+            obj.mask = self.template_mask(obj)
+        return obj
 
     # -------------------------------------------------------------------------------------- listeners
     def add_listener(self, callback: Callable[["AnnotationSession"], None]) -> None:
@@ -354,6 +380,7 @@ class AnnotationSession:
             self.refit(obj)
             if event == "PointPositionDefinedEvent":
                 obj.clicks += 1
+                obj.markups_node.SetAttribute(ATTR_CLICKS, str(obj.clicks))  # saved with the scene
                 if self.autosave_dir:
                     self._write_session_file()
         except Exception as exc:  # noqa: BLE001 - an observer must never raise into Slicer's event loop
@@ -462,7 +489,7 @@ class AnnotationSession:
         return node
 
     def _tag_segmentation(self) -> None:
-        self.segmentation_node.SetAttribute(ATTR_VOLUME, self.volume_node.GetID())
+        self.segmentation_node.SetNodeReferenceID(REF_VOLUME, self.volume_node.GetID())
         self.segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
 
     def _detach(self, obj: TargetObject) -> None:
@@ -497,6 +524,10 @@ class AnnotationSession:
                 callback(self)
             except Exception:  # noqa: BLE001 - a broken listener must not break the session
                 log.exception("WeakNet: a session listener failed")
+
+
+def _nodes(scene, cls: str) -> list:
+    return [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]
 
 
 def _weak(method, *bound):

@@ -22,7 +22,7 @@ from weaknet.errors import InputError
 from weaknet.volume import Volume, write_volume
 
 from . import nodes
-from .session import ATTR_VOLUME, AnnotationSession
+from .session import REF_VOLUME, AnnotationSession
 
 DATASET_FILE = "DATASET.json"
 SPACING_TOLERANCE = 1.5
@@ -35,7 +35,7 @@ def annotated_volumes(scene) -> list[tuple[object, object]]:
     out = []
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
         seg = scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
-        volume = scene.GetNodeByID(seg.GetAttribute(ATTR_VOLUME) or "")
+        volume = seg.GetNodeReference(REF_VOLUME)
         if volume is not None and seg.GetSegmentation().GetNumberOfSegments() > 0:
             out.append((volume, seg))
     return out
