@@ -5,7 +5,9 @@ a circular arc when the points follow one (banana, C-shape: a single ellipsoid c
 concavity, the bent one starts inside it).
 
 Energy: ½ (X−X₀)ᵀ K (X−X₀) + external, K = α L + β L² on the uniform mesh Laplacian L (membrane + thin
-plate acting on the displacement from the rest shape, so the surface does not shrink between points).
+plate acting on the displacement from the rest shape, so the surface does not shrink between points;
+β = 0 by default: on the benchmark shapes the thin-plate term changed IoU by < 0.005 but tripled the
+cost of each solve, see docs/asm.md).
 External forces (displacement targets per vertex):
 
 - every clicked point pulls the surface's nearest vertex onto itself;
@@ -34,15 +36,29 @@ ROOT3 = np.sqrt(3.0)
 def covariance_ellipsoid(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centre (3,) and shape matrix M (3, 3) of the points' principal ellipsoid {centre + M u : |u| = 1}.
 
-    M = √3 · Σ^½ (symmetric square root of the covariance): the radii are √3 × the standard deviations
-    along the principal axes, exact for points spread evenly over an ellipsoid's surface. M depends
-    continuously on the points (no eigenvector sign or order ambiguity), so templates stay in
-    correspondence as points are added.
+    Axes: principal axes of the points; radii: least-squares fit of Σ (q_c / r_c)² = 1 to the points in
+    that frame (√3 × the standard deviations, exact for points spread evenly over a sphere, when the fit
+    fails). M = V diag(r) Vᵀ is symmetric and follows the points continuously (no eigenvector sign or
+    order ambiguity), so successive templates stay in correspondence as points are added.
     """
     centre = points.mean(axis=0)
     w, v = np.linalg.eigh(np.cov((points - centre).T, bias=True))
     radii = ROOT3 * np.sqrt(np.maximum(w, 1e-6 * w.max()))
+    radii = _axis_radii((points - centre) @ v, radii)
     return centre, (v * radii) @ v.T
+
+
+
+
+def _axis_radii(q: np.ndarray, guess: np.ndarray) -> np.ndarray:
+    """Radii r (3,) of the axis-aligned ellipsoid Σ (q_c / r_c)² = 1 through points q (N, 3) in the least
+    squares sense (linear in 1/r²); ``guess`` where that has no positive solution or is unreasonable."""
+    inv2, *_ = np.linalg.lstsq(q * q, np.ones(len(q)), rcond=None)
+    if np.all(inv2 > 0):
+        r = 1.0 / np.sqrt(inv2)
+        if np.all((r > 0.5 * guess) & (r < 2.0 * guess)):
+            return r
+    return guess
 
 
 def ellipsoid_template(points: np.ndarray, unit: np.ndarray) -> np.ndarray:
@@ -114,13 +130,13 @@ class ActiveSurface:
     refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch.
     """
 
-    def __init__(self, subdivisions: int = 4, alpha: float = 1.0, beta: float = 4.0,
-                 taus: tuple[float, ...] = (20.0, 5.0), iterations: int = 80, update_iterations: int = 4,
-                 pull: float = 1.0, normal_pull: float = 0.2, refit_mm: float = 3.0) -> None:
+    def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 0.0,
+                 taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
+                 pull: float = 1.0, normal_pull: float = 0.2, refit_mm: float = 5.0) -> None:
         self.unit, self.faces = mesh.icosphere(subdivisions)
         n = len(self.unit)
         lap = mesh.laplacian(self.faces, n)
-        stiffness = alpha * lap + beta * (lap @ lap)
+        stiffness = alpha * lap + beta * (lap @ lap) if beta else alpha * lap
         self._solvers = [splu((sp.identity(n) + t * stiffness).tocsc()).solve for t in taus]
         # (V, F) incidence: vertex normal = sum of adjacent area-weighted face normals
         rows = self.faces.ravel()
@@ -178,7 +194,7 @@ class ActiveSurface:
         point of each vertex with fall-off ``weight`` (V,), and ``vertex`` (N,) nearest vertex of each point."""
         normals = self._incidence @ mesh.face_normals(x, self.faces, normalize=False)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
-        along = np.einsum("ij,ij->i", pts[nearest] - x, normals)
+        along = ((pts[nearest] - x) * normals).sum(axis=1)
         f = (weight * along)[:, None] * normals
         pull = self.pull * (pts - x[vertex])
         for c in range(3):

@@ -114,14 +114,21 @@ _WRITERS = {".vtp": "vtkXMLPolyDataWriter", ".vtk": "vtkPolyDataWriter", ".stl":
             ".obj": "vtkOBJWriter", ".ply": "vtkPLYWriter"}
 
 
+def check_mesh_path(path: str | Path) -> str:
+    """The VTK writer class name for a mesh file name; :class:`InputError` for an unknown extension."""
+    p = Path(path)
+    writer_name = _WRITERS.get(p.suffix.lower())
+    if writer_name is None:
+        raise InputError(f"{p}: unknown mesh format; use one of {', '.join(_WRITERS)}")
+    return writer_name
+
+
 def write_mesh(vertices: np.ndarray, faces: np.ndarray, path: str | Path) -> Path:
     """Write a mesh (coordinates as given, LPS mm in WeakNet) to .vtp, .vtk, .stl, .obj or .ply."""
     import vtk
 
     p = Path(path)
-    writer_name = _WRITERS.get(p.suffix.lower())
-    if writer_name is None:
-        raise InputError(f"{p}: unknown mesh format; use one of {', '.join(_WRITERS)}")
+    writer_name = check_mesh_path(p)
     p.parent.mkdir(parents=True, exist_ok=True)
     writer = getattr(vtk, writer_name)()
     writer.SetFileName(str(p))

@@ -17,22 +17,37 @@ from .volume import Geometry
 _RAY_NUDGE = np.array([3.1415926e-7, 2.7182818e-7])
 
 
-def rasterize_mesh(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry,
-                   out: np.ndarray | None = None) -> np.ndarray:
+def rasterize_mesh(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry) -> np.ndarray:
     """Voxels whose centres lie inside the closed mesh.
 
     vertices: (V, 3) LPS mm; faces: (F, 3) int. Returns uint8 (D, H, W) with ``geometry.shape``, 1 inside.
-    ``out`` (optional, uint8 (D, H, W)) is zeroed and filled in place instead of allocating a new array.
     """
-    shape = geometry.shape
-    if out is None:
-        out = np.zeros(shape, np.uint8)
-    else:
-        out[...] = 0
+    out = np.zeros(geometry.shape, np.uint8)
     box, block = rasterize_box(vertices, faces, geometry)
     if block is not None:
         out[box] = block
     return out
+
+
+class MaskRasterizer:
+    """Keeps one mask (D, H, W) of ``geometry`` up to date as a mesh changes (interactive fitting).
+
+    Each :meth:`update` clears only the bounding box written last time, so the cost follows the mesh
+    size, not the grid size. ``mask`` is the uint8 array, updated in place.
+    """
+
+    def __init__(self, geometry: Geometry) -> None:
+        self.geometry = geometry
+        self.mask = np.zeros(geometry.shape, np.uint8)
+        self._box: tuple[slice, slice, slice] = (slice(0, 0),) * 3
+
+    def update(self, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """Rasterize the mesh (vertices (V, 3) LPS mm, faces (F, 3)) into :attr:`mask` and return it."""
+        self.mask[self._box] = 0
+        self._box, block = rasterize_box(vertices, faces, self.geometry)
+        if block is not None:
+            self.mask[self._box] = block
+        return self.mask
 
 
 def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
@@ -67,7 +82,7 @@ def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
     d1, d2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
     qj, qk = rj - p[:, 0, 0], rk - p[:, 0, 1]
     det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         u = (qj * d2[:, 1] - qk * d2[:, 0]) / det
         w = (d1[:, 0] * qk - d1[:, 1] * qj) / det
     hit = (u >= 0) & (w >= 0) & (u + w <= 1) & (det != 0)

@@ -23,7 +23,7 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..errors import InputError
-    from ..mesh import write_mesh
+    from ..mesh import check_mesh_path, write_mesh
     from ..points import read_points
     from ..template import fit_template
     from ..volume import read_volume, write_volume
@@ -32,13 +32,20 @@ def run(args) -> int:
         raise InputError(f"--iterations must be >= 1, got {args.iterations}")
     if not 1 <= args.subdivisions <= 6:
         raise InputError(f"--subdivisions must be between 1 and 6, got {args.subdivisions}")
+    if args.mesh:
+        check_mesh_path(args.mesh)
     image = read_volume(args.image)
     points = read_points(args.points)
     options = {"subdivisions": args.subdivisions}
     if args.iterations is not None:
         options["iterations"] = args.iterations
     template = fit_template(points, image.geometry, **options)
-    write_volume(template.volume(), args.output)
+    try:
+        write_volume(template.volume(), args.output)
+    except RuntimeError as exc:
+        first = next((ln for ln in str(exc).splitlines() if ln.strip()), "unknown error").strip()
+        raise InputError(f"{args.output}: cannot write the mask ({first[:160]}); use .nii.gz, .nrrd, "
+                         ".seg.nrrd or .mha in a writable folder") from None
     if args.mesh:
         write_mesh(template.vertices, template.faces, args.mesh)
     print(f"wrote {args.output}: {int(template.mask.sum())} voxels inside the template"
