@@ -14,6 +14,7 @@ from weaknet.asm import ActiveSurface
 from weaknet.coords import lps_to_ras
 from weaknet.phantoms import make_phantom
 from weaknet.rasterize import rasterize_mesh
+from weaknet.points import read_points
 from weaknet.sampling import sample_surface_points
 from weaknet.volume import read_volume, write_volume
 from WeakNetSlicerLib import nodes
@@ -196,8 +197,6 @@ def test_autosave_and_reopen(core, oblique_file, tmp_path):
     # a bad click is saved too (nothing the user clicked is lost)
     outside = ph.image.geometry.to_lps([[-30.0, 5.0, 5.0]])[0]
     _click(obj, outside)
-    from weaknet.points import read_points
-
     saved = read_points(folder / "bean.mrk.json")
     assert len(saved) == 11 and np.allclose(saved[10], outside, atol=1e-6)
     obj.markups_node.RemoveNthControlPoint(10)
@@ -237,3 +236,29 @@ def test_saved_with_the_scene_and_resumed(core, oblique_file, tmp_path):
     assert "resumed 1 object" in resumed.status
     _click(robj, points[8])
     assert resumed.point_count == 9 and resumed.status_level == "info"
+
+
+def test_errors_never_lose_a_click(core, oblique_file, tmp_path):
+    path, ph, points = oblique_file
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the autosave folder should be")
+    session = AnnotationSession(core.scene, _load(core, path), autosave_dir=blocked / "s")
+    obj = session.add_object("bean")
+    for p in points[:6]:
+        _click(obj, p)
+    # autosave cannot write: fitting goes on, the status says so, every point is still in the scene
+    assert session.point_count == 6 and obj.mask is not None and obj.mask.sum() > 0
+    assert session.status_level == "warning" and "autosave" in session.status and "points are kept" in session.status
+    with pytest.raises(Exception, match="could not be written|Not a directory|File exists"):
+        session.save()
+    assert session.save(tmp_path / "elsewhere") == tmp_path / "elsewhere"
+    assert len(read_points(tmp_path / "elsewhere" / "bean.mrk.json")) == 6
+
+    # a failing fit (here: an impossible ASM option) is reported, the observer does not raise, points stay
+    broken = AnnotationSession(core.scene, session.volume_node, fit_options={"subdivisions": -1},
+                               autosave_dir=tmp_path / "b")
+    other = broken.add_object("other")
+    for p in points[:5]:
+        _click(other, p)
+    assert broken.status_level == "error" and "fit failed" in broken.status and "points are kept" in broken.status
+    assert broken.point_count == 5 and len(read_points(tmp_path / "b" / "other.mrk.json")) == 5

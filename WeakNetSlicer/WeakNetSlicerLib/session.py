@@ -98,6 +98,7 @@ class AnnotationSession:
         self.status_level = "info"
         self.closed = False
         self._listeners: list[Callable[["AnnotationSession"], None]] = []
+        self.autosave_error: str | None = None
         self._batch = 0
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
@@ -105,7 +106,7 @@ class AnnotationSession:
                                               _weak(self._on_node_removed)),
                             scene.AddObserver(slicer.vtkMRMLScene.StartCloseEvent, _weak(self._on_scene_close))]
         if self.autosave_dir:
-            self._write_session_file()
+            self._autosave(self._write_session_file)
 
     # ----------------------------------------------------------------------------------------- objects
     def add_object(self, name: str | None = None, markups_node=None,
@@ -142,7 +143,7 @@ class AnnotationSession:
         else:
             self._set_status(f"{name}: place at least 4 points on its surface", "info")
         if self.autosave_dir:
-            self._write_session_file()
+            self._autosave(self._write_session_file)
         return obj
 
     def next_object_name(self) -> str:
@@ -168,7 +169,6 @@ class AnnotationSession:
             if self.scene.IsNodePresent(obj.markups_node):
                 self.scene.RemoveNode(obj.markups_node)
         if self.autosave_dir:
-            self._write_session_file()
             self._save_templates()
 
     # ------------------------------------------------------------------------------------------ points
@@ -286,14 +286,10 @@ class AnnotationSession:
         target = Path(folder) if folder else self.autosave_dir
         if target is None:
             raise InputError("no folder to save the session to; choose an autosave folder")
-        previous, self.autosave_dir = self.autosave_dir, target
-        try:
-            for obj in self.objects:
-                self._save_points(obj)
-            self._save_templates()
-            self._write_session_file()
-        finally:
-            self.autosave_dir = previous or target
+        for obj in self.objects:
+            nodes.write_node(obj.markups_node, target / _points_file(obj.name))
+        nodes.write_node(self.segmentation_node, target / TEMPLATES_FILE)
+        self._write_session_file(target)
         return target
 
     @classmethod
@@ -382,7 +378,7 @@ class AnnotationSession:
                 obj.clicks += 1
                 obj.markups_node.SetAttribute(ATTR_CLICKS, str(obj.clicks))  # saved with the scene
                 if self.autosave_dir:
-                    self._write_session_file()
+                    self._autosave(self._write_session_file)
         except Exception as exc:  # noqa: BLE001 - an observer must never raise into Slicer's event loop
             log.exception("WeakNet: re-fitting %s failed", obj.name)
             message = str(exc) if isinstance(exc, WeakNetError) else f"{type(exc).__name__}: {exc}"
@@ -437,7 +433,7 @@ class AnnotationSession:
 
     def _save_points(self, obj: TargetObject) -> None:
         if self.autosave_dir and not self._batch:
-            nodes.write_node(obj.markups_node, self.autosave_dir / _points_file(obj.name))
+            self._autosave(nodes.write_node, obj.markups_node, self.autosave_dir / _points_file(obj.name))
 
     def _save_templates_unless_dragging(self, obj: TargetObject) -> None:
         if not obj.dragging:  # while dragging, the end of the drag saves
@@ -445,11 +441,21 @@ class AnnotationSession:
 
     def _save_templates(self) -> None:
         if self.autosave_dir and not self._batch and self.scene.IsNodePresent(self.segmentation_node):
-            nodes.write_node(self.segmentation_node, self.autosave_dir / TEMPLATES_FILE)
-            self._write_session_file()
+            self._autosave(nodes.write_node, self.segmentation_node, self.autosave_dir / TEMPLATES_FILE)
+            self._autosave(self._write_session_file)
 
-    def _write_session_file(self) -> None:
-        folder = self.autosave_dir
+    def _autosave(self, write, *args) -> None:
+        """Run one autosave write; a failure (full disk, no permission...) never stops fitting and never
+        loses a point (they stay in the scene): it is reported in :attr:`autosave_error` and the status."""
+        try:
+            write(*args)
+            self.autosave_error = None
+        except (WeakNetError, OSError) as exc:
+            self.autosave_error = f"autosave to {self.autosave_dir} failed ({exc}); your points are kept in the " \
+                                  "scene: choose another autosave folder or save the scene"
+
+    def _write_session_file(self, folder: Path | None = None) -> None:
+        folder = folder or self.autosave_dir
         folder.mkdir(parents=True, exist_ok=True)
         volume_file = self._volume_file(folder)
         meta = {"volume": self.volume_node.GetName(), "volume_file": volume_file,
@@ -517,6 +523,8 @@ class AnnotationSession:
             self._batch -= 1
 
     def _set_status(self, message: str, level: str) -> None:
+        if self.autosave_error and level != "error":
+            message, level = f"{message} — {self.autosave_error}", "warning"
         self.status, self.status_level = message, level
         (log.warning if level != "info" else log.info)("WeakNet: %s", message)
         for callback in list(self._listeners):
