@@ -44,29 +44,6 @@ def browser():
         yield b
 
 
-def axial_offsets(phantom, quantiles) -> list[float]:
-    """RAS S coordinates (mm) of axial voxel planes through the phantom at the given quantiles of its extent."""
-    g = phantom.label.geometry
-    ks = np.flatnonzero(phantom.label.array.reshape(g.shape[0], -1).any(axis=1))
-    picked = ks[np.round(np.quantile(np.arange(len(ks)), quantiles)).astype(int)]
-    return [float(lps_to_ras(g.to_lps(np.array([[0.0, 0.0, k]])))[0, 2]) for k in picked]
-
-
-def click_surface(page, phantom, plan):
-    """Click points of the phantom's surface: plan = [(view, slice offset mm or None, count), ...]; returns
-    the clicked points (N, 3) RAS in order."""
-    clicked = []
-    for view, offset, count in plan:
-        if offset is not None:
-            page.scroll(view, offset)
-        debug = page.debug()
-        targets = testing.plane_surface_points(phantom.label.array, phantom.label.geometry, debug, {view: count})
-        for p in targets[view]:
-            page.click_ras(view, p, debug)
-            clicked.append(p)
-    return np.array(clicked)
-
-
 def overlay_hits(shot: np.ndarray, pixels: np.ndarray, radius: int = 3) -> float:
     """Fraction of ``pixels`` (M, 2) x, y with an overlay-coloured (red-orange) pixel within ``radius``."""
     rgb = shot.astype(int)
@@ -94,9 +71,9 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         page = testing.AppPage(browser, server.url)
         page.rerender()
         before = page.screenshot_view("Red")
-        z = axial_offsets(phantom, [0.5, 0.8, 0.2])
+        z = testing.axial_offsets(phantom.label, [0.5, 0.8, 0.2])
         plan = [("Green", None, 3), ("Yellow", None, 3), ("Red", z[0], 4), ("Red", z[1], 4), ("Red", z[2], 4)]
-        clicked = click_surface(page, phantom, plan)
+        clicked = testing.click_surface(page, phantom.label, plan)
         debug = page.debug()
 
         # the session's points are the clicks (RAS), within a voxel
@@ -148,7 +125,7 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
         page = testing.AppPage(browser, server.url)
         page.rerender()
-        clicked = click_surface(page, phantom, [("Green", None, 3), ("Yellow", None, 3), ("Red", None, 3)])
+        clicked = testing.click_surface(page, phantom.label, [("Green", None, 3), ("Yellow", None, 3), ("Red", None, 3)])
 
         # drag point #1 (on the coronal plane) 20 px to the right: it moves towards patient left (−R)
         page.set_state("place_mode", False)

@@ -265,3 +265,28 @@ def plane_surface_points(mask: np.ndarray, geometry, debug: dict, counts: dict[s
             raise ValueError(f"the {view} slice cuts the surface in only {len(near)} points")
         out[view] = near[farthest_point_sampling(near, n, seed=0)]
     return out
+
+
+def axial_offsets(label, quantiles) -> list[float]:
+    """RAS S coordinates (mm) of axial voxel planes through a label Volume's object at the given quantiles of
+    its extent (valid slice offsets of the axial view for an axis-aligned volume)."""
+    from weaknet.coords import lps_to_ras
+
+    g = label.geometry
+    ks = np.flatnonzero(label.array.reshape(g.shape[0], -1).any(axis=1))
+    picked = ks[np.round(np.quantile(np.arange(len(ks)), quantiles)).astype(int)]
+    return [float(lps_to_ras(g.to_lps(np.array([[0.0, 0.0, k]])))[0, 2]) for k in picked]
+
+
+def click_surface(page: AppPage, label, plan) -> np.ndarray:
+    """Click points of a label Volume's surface: plan = [(view, slice offset mm or None, count), ...];
+    returns the clicked points (N, 3) RAS in order."""
+    clicked = []
+    for view, offset, count in plan:
+        if offset is not None:
+            page.scroll(view, offset)
+        debug = page.debug()
+        for p in plane_surface_points(label.array, label.geometry, debug, {view: count})[view]:
+            page.click_ras(view, p, debug)
+            clicked.append(p)
+    return np.array(clicked)

@@ -21,7 +21,8 @@ class FrameCounter:
     """Scene revision counter shared by the app and its views.
 
     ``bump()`` is called by the app after each change of what the views show (a fit, a loaded volume) and
-    returns the new revision; every frame pushed afterwards is tagged with it in ``state.frames``.
+    returns the new revision; every frame rendered afterwards is tagged with it in ``state.frames`` when it
+    is pushed to the browser.
     """
 
     def __init__(self, server):
@@ -35,9 +36,10 @@ class FrameCounter:
         self._state.revision = self.revision
         return self.revision
 
-    def frame_pushed(self, view_id: str) -> None:
+    def frame_pushed(self, view_id: str, revision: int) -> None:
+        """Record that ``view_id`` delivered a frame showing scene ``revision``."""
         frames = dict(self._state.frames or {})
-        frames[view_id] = self.revision
+        frames[view_id] = revision
         with self._state:
             self._state.frames = frames
 
@@ -60,10 +62,15 @@ def _counting_factory(base: type):
             push: Callable = rca_view.view_adapter.push
             view_id = rca_view.view_adapter.area_name
             counter = self._counter
+            # Tag a frame with the revision current when it was *rendered*: a frame rendered just before a
+            # fit is often pushed just after it (the fit holds the event loop), and must not count as new.
+            rendered = [counter.revision]
+            rca_view.slicer_view.render_window().AddObserver(
+                "EndEvent", lambda *_: rendered.__setitem__(0, counter.revision))
 
             def push_and_count(content: bytes, meta: dict) -> None:
                 push(content, meta)
-                counter.frame_pushed(view_id)
+                counter.frame_pushed(view_id, rendered[0])
 
             self._last_scheduler.set_push_callback(push_and_count)
             return rca_view
@@ -88,16 +95,20 @@ def _tagged(populate: Callable) -> Callable:
     return populate_and_tag
 
 
+STILL_QUALITY = 90  # RCA's still-frame JPEG quality; interactive frames use it too, so a change costs one
+# render per view instead of two (an interactive frame, then a still re-render): renders dominate without a GPU
+
+
 def register_counting_factories(view_manager, server, counter: FrameCounter) -> None:
     """Register slice and 3D view factories whose frames are counted by ``counter`` (JPEG images)."""
     from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_vertical_view_gutter_ui
 
     view_manager.register_factory(CountingSliceViewFactory(
         server, counter, populate_view_ui_f=_tagged(create_vertical_slice_view_gutter_ui),
-        target_fps=20.0, blur_fps=20.0))
+        target_fps=20.0, blur_fps=20.0, interactive_quality=STILL_QUALITY))
     view_manager.register_factory(CountingThreeDViewFactory(
         server, counter, populate_view_ui_f=_tagged(create_vertical_view_gutter_ui),
-        target_fps=20.0, blur_fps=10.0))
+        target_fps=20.0, blur_fps=10.0, interactive_quality=STILL_QUALITY))
 
 
 LAYOUTS = ("Four-up", "Axial + 3D", "Axial only", "Slices only")

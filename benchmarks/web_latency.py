@@ -1,0 +1,114 @@
+"""Click → template overlay latency of the browser annotator, measured in the browser.
+
+Starts ``weaknet app`` on a phantom, opens it in headless Chromium, places 6 points (coronal + sagittal
+planes) so a template exists, then clicks N more points of the phantom's surface on three axial planes.
+For each click the page itself times (``performance.now()`` from the ``mousedown`` event, polled every
+animation frame):
+
+- click → points:  the page's point count shows the click (the server placed it and re-fitted),
+- click → overlay: the clicked view, then all three slice views, delivered a frame showing the new template.
+
+Reference, measured in the same run: the render round trip without any fit (the page asks the server to
+re-render; time until every slice view delivered the new frame).
+
+    .venv/bin/python benchmarks/web_latency.py [--clicks 20] [--kind bean] [--size 64 64 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from weaknet.phantoms import make_phantom
+from weaknet.volume import write_volume
+from weaknet_web import testing
+
+TIMER_JS = ("() => { window.__wn = {t0: 0}; document.addEventListener('mousedown',"
+            " () => { window.__wn.t0 = performance.now(); }, true); }")
+WAIT_JS = """async ([kind, arg, views]) => {
+  const s = window.trame.state;
+  const ok = () => kind === 'points' ? s.get('n_points') >= arg
+                 : views.every(v => ((s.get('frames') || {})[v] || 0) >= arg);
+  await new Promise(r => { const f = () => (ok() ? r() : requestAnimationFrame(f)); f(); });
+  return [performance.now(), s.get('revision')];
+}"""
+RENDER_JS = """async (views) => {
+  const t0 = performance.now();
+  const rev = await window.trame.trigger('weaknet_render');
+  const s = window.trame.state;
+  await new Promise(r => { const f = () => (views.every(v => ((s.get('frames') || {})[v] || 0) >= rev)
+                                         ? r() : requestAnimationFrame(f)); f(); });
+  return performance.now() - t0;
+}"""
+
+
+def measure_clicks(page: testing.AppPage, label, plan) -> dict[str, list[float]]:
+    """Click as planned; per click, ms from mousedown to: point count, overlay in the view, in all views."""
+    out = {"points": [], "view": [], "all": []}
+    views = list(testing.SLICE_VIEWS)
+    for view, offset, count in plan:
+        page.scroll(view, offset)
+        debug = page.debug()
+        for p in testing.plane_surface_points(label.array, label.geometry, debug, {view: count})[view]:
+            x, y, _ = page.ras_to_page(view, p, debug)
+            k = int(page.state("n_points")) + 1
+            page.page.mouse.click(x, y)
+            t_points, revision = page.page.evaluate(WAIT_JS, ["points", k, views])
+            t_view, _ = page.page.evaluate(WAIT_JS, ["frames", revision, [view]])
+            t_all, _ = page.page.evaluate(WAIT_JS, ["frames", revision, views])
+            t0 = page.page.evaluate("() => window.__wn.t0")
+            out["points"].append(t_points - t0)
+            out["view"].append(t_view - t0)
+            out["all"].append(t_all - t0)
+    return out
+
+
+def row(name: str, ms: list[float], ref: float) -> str:
+    a = np.asarray(ms)
+    med = float(np.median(a))
+    return (f"| {name} | {len(a)} | {med:.0f} | {np.percentile(a, 90):.0f} | {a.min():.0f} | {a.max():.0f} "
+            f"| {med / ref:.1f}× |")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clicks", type=int, default=20, help="measured clicks (default 20)")
+    parser.add_argument("--kind", default="bean", help="phantom kind (default bean)")
+    parser.add_argument("--size", type=int, nargs=3, default=(64, 64, 48), help="phantom voxels i j k")
+    parser.add_argument("--layout", default="Four-up", help="page layout (Four-up | Slices only | ...)")
+    args = parser.parse_args(argv)
+
+    phantom = make_phantom(args.kind, modality="CT", size=tuple(args.size), seed=0)
+    with tempfile.TemporaryDirectory() as tmp, testing.chromium() as browser:
+        root = Path(tmp) / "data"
+        write_volume(phantom.image, root / "phantom.nrrd")
+        with testing.running_server(root, volume="phantom.nrrd", log_path=Path(tmp) / "server.log") as server:
+            page = testing.AppPage(browser, server.url)
+            page.set_state("layout_name", args.layout)
+            page.rerender()
+            page.page.evaluate(TIMER_JS)
+            reference = [page.page.evaluate(RENDER_JS, list(testing.SLICE_VIEWS)) for _ in range(20)]
+            testing.click_surface(page, phantom.label, [("Green", None, 3), ("Yellow", None, 3)])
+            z = testing.axial_offsets(phantom.label, [0.5, 0.8, 0.2])
+            per_plane = [args.clicks // 3 + (1 if i < args.clicks % 3 else 0) for i in range(3)]
+            times = measure_clicks(page, phantom.label, [("Red", z[i], n) for i, n in enumerate(per_plane)])
+            server.check_alive()
+    ref = float(np.median(reference))
+    print(f"weaknet app click → overlay latency, {args.layout} layout, {args.kind} phantom {tuple(args.size)} voxels, "
+          f"headless Chromium, {platform.processor() or platform.machine()}, Python {sys.version.split()[0]}")
+    print("| measured in the browser | n | median ms | p90 ms | min ms | max ms | × reference |")
+    print("|---|---|---|---|---|---|---|")
+    print(row("render round trip, no fit (reference)", reference, ref))
+    print(row("click → point count shown", times["points"], ref))
+    print(row("click → template overlay in the clicked view", times["view"], ref))
+    print(row("click → overlay in all three slice views", times["all"], ref))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
