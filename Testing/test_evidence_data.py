@@ -65,6 +65,7 @@ def test_phantom_options_oblique_no_distractors_and_bad_input():
 
 def test_write_phantom_set_round_trips(tmp_path):
     paths = write_phantom_set(tmp_path, 2, size=(32, 32, 24), seed=5)
+    assert len(labelled_cases(read_dataset(tmp_path / "DATASET.json"))) == 2
     assert [p.name for p, _ in paths] == ["phantom_000.nii.gz", "phantom_001.nii.gz"]
     img, lab = read_volume(paths[1][0]), read_volume(paths[1][1])
     ref = make_phantom("random", "CT", (32, 32, 24), (1.0, 1.0, 2.0), 5001)

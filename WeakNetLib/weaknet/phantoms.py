@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
-from .volume import Geometry, Volume, write_volume
+from .volume import Geometry, Volume
 
 KINDS = ("ellipsoid", "bean", "banana", "c_shape")
 MODALITIES = ("CT", "MRI", "EM")
@@ -116,21 +117,25 @@ def make_phantom(kind: str = "bean", modality: str = "CT", size=(64, 64, 48), sp
                    Volume(dist_labels, geometry), kind, modality, seed)
 
 
-def write_phantom_set(folder: str | Path, count: int, kind: str = "random", modality: str = "CT",
+def write_phantom_set(folder: str | Path, count: int, kind: str | Sequence[str] = "random", modality: str = "CT",
                       size=(64, 64, 48), spacing=(1.0, 1.0, 2.0), seed: int = 0, distractors: bool = True,
                       oblique: bool = False) -> list[tuple[Path, Path]]:
-    """Write ``count`` phantoms as ``folder/images/phantom_NNN.nii.gz`` + ``folder/labels/phantom_NNN.nii.gz``.
+    """Write ``count`` phantoms as a dataset folder: ``folder/images/phantom_NNN.nii.gz``,
+    ``folder/labels/phantom_NNN.nii.gz`` and ``folder/DATASET.json`` (every case with its full label).
 
-    Case ``n`` uses seed ``seed * 1000 + n``. Returns the (image, label) paths in order.
+    Case ``n`` uses seed ``seed * 1000 + n`` and ``kind`` (or ``kind[n % len(kind)]`` for a sequence).
+    Returns the (image, label) paths in order.
     """
+    from .realdata import LabelledCase, write_labelled_dataset
+
     folder = Path(folder)
-    paths = []
+    cases = []
     for n in range(count):
-        ph = make_phantom(kind, modality, size, spacing, seed * 1000 + n, distractors, oblique)
-        name = f"phantom_{n:03d}.nii.gz"
-        paths.append((write_volume(ph.image, folder / "images" / name),
-                      write_volume(ph.label, folder / "labels" / name)))
-    return paths
+        k = kind if isinstance(kind, str) else kind[n % len(kind)]
+        ph = make_phantom(k, modality, size, spacing, seed * 1000 + n, distractors, oblique)
+        cases.append(LabelledCase(f"phantom_{n:03d}", ph.image, ph.label))
+    write_labelled_dataset(folder, cases, f"phantoms-{modality}", modality)
+    return [(folder / "images" / f"{c.name}.nii.gz", folder / "labels" / f"{c.name}.nii.gz") for c in cases]
 
 
 # ---------------------------------------------------------------------------------------------- shapes
@@ -168,7 +173,7 @@ def _target(kind: str, xyz: np.ndarray, shape, half: np.ndarray, rng: np.random.
         # (half-angle of the arc, long semi-axis a, thickness b (bend plane), c) in units of s
         theta, a, b, c, power = {
             "bean": (rng.uniform(0.55, 0.75), 0.95, rng.uniform(0.45, 0.55), rng.uniform(0.4, 0.5), 2),
-            "banana": (rng.uniform(1.0, 1.25), 1.3, rng.uniform(0.25, 0.32), rng.uniform(0.25, 0.32), 2),
+            "banana": (rng.uniform(1.0, 1.25), 1.3, rng.uniform(0.3, 0.38), rng.uniform(0.3, 0.38), 2),
             "c_shape": (rng.uniform(2.2, 2.45), 1.6, rng.uniform(0.2, 0.26), rng.uniform(0.2, 0.26), 4),
         }[kind]
         radius = a / theta  # bend radius, units of s

@@ -1,0 +1,71 @@
+"""``weaknet demo``: the paper's comparison end to end on phantoms with distracting edges, sized for a laptop.
+
+Generates a phantom set, simulates N-point annotation on the training phantoms and fits their templates,
+trains Weak-Net, the slice baseline and full supervision, predicts the held-out phantoms and writes a
+report folder (report.html with the table, the IoU-vs-effort plot and overlays). ``quick`` (the default)
+fits in about 5 minutes on 2 CPU cores; ``full`` runs the whole grid (N, S and P, with iso-IoU curves) and
+wants a GPU.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass
+class DemoPlan:
+    """Everything a demo mode fixes: the phantom set, the annotation grid and the training budget."""
+
+    phantoms: int
+    kinds: tuple[str, ...]
+    n_test: int
+    size: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    points: list[int]
+    slices: list[int]
+    samples: list[int] | None
+    train: dict = field(default_factory=dict)
+
+
+PLANS = {
+    "quick": DemoPlan(phantoms=12, kinds=("bean", "ellipsoid", "banana"), n_test=4, size=(40, 40, 24),
+                      spacing=(1.6, 1.6, 2.67), points=[25], slices=[1, 2], samples=None,
+                      train=dict(epochs=8, steps_per_epoch=40, patch=(24, 40, 40), base_channels=8, depth=3,
+                                 batch_size=2, learning_rate=1e-2, boundary_distance=4.0, amp=False)),
+    "full": DemoPlan(phantoms=24, kinds=("bean", "ellipsoid", "banana", "c_shape"), n_test=6, size=(48, 48, 32), spacing=(1.33, 1.33, 2.0), points=[10, 25, 50],
+                     slices=[1, 2, 4], samples=[6, 12, 18],
+                     train=dict(epochs=20, steps_per_epoch=50, patch=(32, 48, 48), base_channels=16, depth=4,
+                                batch_size=2, learning_rate=3e-3, boundary_distance=4.0)),
+}
+
+
+def run_demo(output: str | Path = "weaknet-demo", mode: str = "quick", device: str = "auto", seed: int = 0,
+             modality: str = "CT", progress: Callable[[str], None] = print, show_training: bool = True):
+    """Run the demo into ``output``; returns the :class:`~weaknet.experiment.Experiment` (``.report`` filled)."""
+    from .errors import InputError
+    from .experiment import ExperimentConfig, run_experiment
+    from .phantoms import write_phantom_set
+    from .train import TrainConfig
+
+    if mode not in PLANS:
+        raise InputError(f"unknown demo mode {mode!r}; use {' or '.join(PLANS)}")
+    plan = PLANS[mode]
+    out = Path(output)
+    t0 = time.perf_counter()
+    progress(f"[demo] {plan.phantoms} {modality} phantoms {plan.size} voxels at {plan.spacing} mm with "
+             f"distracting structures → {out / 'data'}")
+    write_phantom_set(out / "data", plan.phantoms, plan.kinds, modality=modality, size=plan.size, spacing=plan.spacing,
+                      seed=seed)
+    progress(f"[demo] phantoms written in {time.perf_counter() - t0:.1f} s")
+    cfg = ExperimentConfig(points=plan.points, slices=plan.slices, samples=plan.samples, n_test=plan.n_test,
+                           seed=seed, train=TrainConfig(device=device, seed=seed, **plan.train))
+    notes = [f"demo mode '{mode}': {plan.phantoms} phantoms, {plan.n_test} held out; wall time is printed by "
+             f"the command"]
+    exp = run_experiment(out / "data" / "DATASET.json", out, cfg, progress=lambda m: progress(f"[demo] {m}"),
+                         show_training=show_training, title=f"WeakNet demo ({mode}) — phantoms with distractors",
+                         notes=notes)
+    exp.seconds = time.perf_counter() - t0
+    return exp
