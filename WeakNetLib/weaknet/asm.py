@@ -127,12 +127,15 @@ class ActiveSurface:
     taus: stiffness levels, coarse to fine (the last one is used by updates); iterations: steps of a
     from-scratch fit; update_iterations: steps after a click; pull: weight of point → nearest-vertex
     forces; normal_pull: weight of vertex → nearest-point forces along the normal (0 disables them);
-    refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch.
+    refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch;
+    tolerance_mm: an update repeats its steps (up to ``max_update_rounds`` times) until every added or
+    moved point lies within this distance of a vertex.
     """
 
     def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 0.0,
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
-                 pull: float = 1.0, normal_pull: float = 0.2, refit_mm: float = 5.0) -> None:
+                 pull: float = 4.0, normal_pull: float = 0.2, refit_mm: float = 5.0,
+                 tolerance_mm: float = 1.0, max_update_rounds: int = 8) -> None:
         self.unit, self.faces = mesh.icosphere(subdivisions)
         n = len(self.unit)
         lap = mesh.laplacian(self.faces, n)
@@ -147,6 +150,8 @@ class ActiveSurface:
         self.pull = pull
         self.normal_pull = normal_pull
         self.refit_mm = refit_mm
+        self.tolerance_mm = tolerance_mm
+        self.max_update_rounds = max_update_rounds
         self.rest: np.ndarray | None = None
         self.vertices: np.ndarray | None = None
         self.points: np.ndarray | None = None
@@ -170,9 +175,13 @@ class ActiveSurface:
         if (normal is None) != (self._normal is None) or \
                 np.max(np.linalg.norm(rest - self.rest, axis=1)) > self.refit_mm:
             return self.fit(pts)
+        new = pts[cKDTree(self.points).query(pts)[0] > 1e-6]  # added or moved points
         self.vertices += rest - self.rest
         self.rest, self._normal, self.points = rest, normal, pts
-        self._iterate(pts, self._solvers[-1:], self.update_iterations, refresh=self.update_iterations)
+        for _ in range(self.max_update_rounds):
+            self._iterate(pts, self._solvers[-1:], self.update_iterations, refresh=self.update_iterations)
+            if not len(new) or cKDTree(self.vertices).query(new)[0].max() <= self.tolerance_mm:
+                break
         return self
 
     def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep_bent: bool = False

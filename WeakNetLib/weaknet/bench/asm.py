@@ -52,7 +52,7 @@ def shape_mask(kind: str, geometry: Geometry, seed: int = 3) -> np.ndarray:
         inside = (x / 20) ** 2 + (y / 13) ** 2 + (z / 9) ** 2 <= 1
     else:
         arc_radius, half_length, a, b, power = {"bean": (25.0, 22.0, 11.0, 9.0, 2),
-                                                "banana": (18.0, 28.0, 7.0, 7.0, 2),
+                                                "banana": (18.0, 28.0, 7.6, 7.6, 2),
                                                 "c_shape": (15.0, 35.0, 7.0, 7.0, 4)}[kind]
         xc = x + arc_radius  # arc centre at (−R, 0, 0); the arc passes through the origin
         rho = np.hypot(xc, y)

@@ -1,0 +1,93 @@
+"""Active Surface quality on synthetic shapes with known masks (oblique, permuted, anisotropic grid):
+IoU rises with the number of farthest-point-sampled surface points and meets the issue's thresholds,
+and every fitted mesh is closed, consistently outward-oriented and free of self-intersections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from weaknet.asm import ActiveSurface
+from weaknet.bench.asm import CONCAVE, SHAPES, iou, shape_geometry, shape_mask
+from weaknet.mesh import check_mesh
+from weaknet.rasterize import rasterize_mesh
+from weaknet.sampling import sample_surface_points
+
+NS = (10, 25, 50, 125)
+
+
+@pytest.fixture(scope="module")
+def geometry():
+    g = shape_geometry()  # 0.8 × 1.0 × 1.6 mm, rotated and axis-permuted direction
+    assert not np.allclose(np.abs(g.direction_matrix), np.eye(3))
+    return g
+
+
+@pytest.fixture(scope="module")
+def fits(geometry):
+    """shape → (truth mask, points (125, 3), {N: fitted ActiveSurface})."""
+    out = {}
+    for kind in SHAPES:
+        truth = shape_mask(kind, geometry)
+        pts = sample_surface_points(truth, geometry, max(NS))
+        out[kind] = (truth, pts, {n: ActiveSurface().fit(pts[:n]) for n in NS})
+    return out
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+def test_shapes_are_5k_to_20k_voxels(fits, kind):
+    assert 5_000 <= int(fits[kind][0].sum()) <= 20_000
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+def test_iou_rises_with_points_and_meets_thresholds(fits, geometry, kind):
+    truth, _, surfaces = fits[kind]
+    scores = {n: iou(rasterize_mesh(s.vertices, s.faces, geometry), truth) for n, s in surfaces.items()}
+    values = [scores[n] for n in NS]
+    assert all(b > a - 0.005 for a, b in zip(values, values[1:])), scores
+    assert scores[125] > scores[10] + 0.05, scores
+    if kind in CONCAVE:
+        assert scores[50] >= 0.85 and scores[125] >= 0.90, scores
+    else:
+        assert scores[50] >= 0.93, scores
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+def test_fitted_meshes_are_closed_oriented_and_not_self_intersecting(fits, kind):
+    for n, surface in fits[kind][2].items():
+        report = check_mesh(surface.vertices, surface.faces)
+        assert report.ok, (kind, n, report)
+
+
+@pytest.mark.parametrize("kind", SHAPES)
+def test_surface_passes_close_to_every_point(fits, kind):
+    _, pts, surfaces = fits[kind]
+    surface = surfaces[125]
+    d = np.linalg.norm(pts[:, None, :] - surface.vertices[None], axis=2).min(axis=1)
+    assert np.median(d) < 1.0 and d.max() < 3.0, (np.median(d), d.max())
+
+
+def test_incremental_clicks_track_the_from_scratch_fit(fits, geometry):
+    """Points added one at a time (warm updates) end close to a fit from scratch; removing and moving
+    points is followed too."""
+    truth, pts, surfaces = fits["c_shape"]
+    surface = ActiveSurface().fit(pts[:20])
+    for n in range(21, 51):
+        surface.update(pts[:n])
+    warm = iou(rasterize_mesh(surface.vertices, surface.faces, geometry), truth)
+    scratch = iou(rasterize_mesh(surfaces[50].vertices, surfaces[50].faces, geometry), truth)
+    assert warm >= 0.85 and warm > scratch - 0.03, (warm, scratch)
+    assert check_mesh(surface.vertices, surface.faces).ok
+
+    # drag point 8 by 4 mm along the surface normal, then delete it
+    from weaknet.mesh import vertex_normals
+
+    moved = pts[:50].copy()
+    v = int(np.argmin(np.linalg.norm(surface.vertices - moved[7], axis=1)))
+    moved[7] += 4.0 * vertex_normals(surface.vertices, surface.faces)[v]
+    surface.update(moved)
+    assert np.linalg.norm(surface.vertices - moved[7], axis=1).min() < 0.6 * 4.0  # followed the drag
+    surface.update(np.delete(moved, 7, axis=0))
+    assert np.linalg.norm(surface.vertices - moved[7], axis=1).min() > 2.0
+    assert iou(rasterize_mesh(surface.vertices, surface.faces, geometry), truth) > 0.85
+    assert check_mesh(surface.vertices, surface.faces).ok
