@@ -406,7 +406,8 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         return len(training.cases)
 
     def startTraining(self, trainingDirectory, modelPath, lambdaWeight, gamma, boundaryDistance, epochs, device):
-        """Train in a background process; poll with :meth:`pollTraining`."""
+        """Train in a background process into ``modelPath`` (or ``<modelPath>-2``... when it already holds a
+        model); poll with :meth:`pollTraining`."""
         self.ensureDependencies(training=True)
         from WeakNetSlicerLib.training import DATASET_FILE, start_training
 
@@ -417,7 +418,7 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("no training set in {folder}: annotate a volume and click 'Add to training set' "
                                "first").format(folder=trainingDirectory))
         WeakNetSlicerLogic.trainingRun = start_training(
-            dataset, modelPath, lambda_=lambdaWeight, gamma=gamma, boundary_distance=boundaryDistance,
+            dataset, _freeFolder(pathlib.Path(modelPath)), lambda_=lambdaWeight, gamma=gamma, boundary_distance=boundaryDistance,
             epochs=int(epochs), device=device)
         return self.trainingRun
 
@@ -468,6 +469,15 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     def _onSessionChanged(self, session) -> None:
         if self.statusChanged is not None:
             self.statusChanged(session)
+
+
+def _freeFolder(folder: pathlib.Path) -> pathlib.Path:
+    """``folder`` if it is missing or empty, else the first free ``<folder>-2``, ``-3``...: a new training
+    never overwrites (or refuses because of) an earlier model."""
+    candidate, n = folder, 2
+    while candidate.exists() and any(candidate.iterdir()):
+        candidate, n = folder.with_name(f"{folder.name}-{n}"), n + 1
+    return candidate
 
 
 def _safeName(name: str) -> str:
