@@ -82,10 +82,10 @@ def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
     d1, d2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
     qj, qk = rj - p[:, 0, 0], rk - p[:, 0, 1]
     det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # det = 0: edge-on, never a hit
         u = (qj * d2[:, 1] - qk * d2[:, 0]) / det
         w = (d1[:, 0] * qk - d1[:, 1] * qj) / det
-    hit = (u >= 0) & (w >= 0) & (u + w <= 1) & (det != 0)
+        hit = (u >= 0) & (w >= 0) & (u + w <= 1) & (det != 0)
     t, u, w, rj, rk = t[hit], u[hit], w[hit], rj[hit], rk[hit]
     ti = tri[t, 0, 0] + u * (tri[t, 1, 0] - tri[t, 0, 0]) + w * (tri[t, 2, 0] - tri[t, 0, 0])
     # Voxel centres i >= crossing position are toggled; parity along the ray gives inside.
