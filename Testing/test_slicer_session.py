@@ -262,3 +262,30 @@ def test_errors_never_lose_a_click(core, oblique_file, tmp_path):
         _click(other, p)
     assert broken.status_level == "error" and "fit failed" in broken.status and "points are kept" in broken.status
     assert broken.point_count == 5 and len(read_points(tmp_path / "b" / "other.mrk.json")) == 5
+
+
+def test_real_mri_lesion(core, data_dir):
+    """pyradiomics' brain1 T1 MRI (0.78 × 0.78 × 6.5 mm, flipped j axis) with its lesion label: points on the
+    labelled surface → the template in Slicer equals the library's fit on the file, and lies on the lesion.
+
+    Slicer's reader stores this file's slices in reverse order (k axis flipped, origin at the other end: the
+    same physical grid), so masks are compared in physical space, on the file's grid."""
+    from weaknet.resample import resample
+    from weaknet.template import fit_template
+    from weaknet.volume import Volume
+
+    image_path = data_dir / "pyradiomics" / "brain1_image.nrrd"
+    label = read_volume(data_dir / "pyradiomics" / "brain1_label.nrrd")
+    volume_node = _load(core, image_path, "brain1")
+    node_geometry = nodes.volume_geometry(volume_node)
+    assert np.allclose(node_geometry.to_lps([[0, 0, 0]]), label.geometry.to_lps([[0, 0, 24]]))  # reversed k
+    points = sample_surface_points(label.array, label.geometry, 20, seed=0)
+    session = AnnotationSession(core.scene, volume_node)
+    obj = session.add_object("lesion")
+    with session.batch():
+        nodes.set_control_points_lps(obj.markups_node, points)
+    on_file_grid = resample(Volume(session.template_mask(obj), node_geometry), label.geometry, "nearest").array
+    reference = fit_template(points, read_volume(image_path).geometry).mask
+    assert np.array_equal(on_file_grid, reference)
+    # a rough template (that is what Weak-Net learns from): 20 points over a lesion ~5 slices of 6.5 mm thick
+    assert _iou(on_file_grid, label.array) > 0.3, _iou(on_file_grid, label.array)
