@@ -322,11 +322,18 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         importlib.invalidate_caches()
 
     def _installTorch(self) -> None:
+        """torch through the PyTorch Utils extension (it picks the build for the machine's GPU); without the
+        extension, PyPI's default build after asking."""
         try:
             import PyTorchUtils
         except ImportError:
-            raise RuntimeError(_("WeakNet needs PyTorch: install the 'PyTorch' extension from the Extensions "
-                                 "Manager, restart Slicer, and try again")) from None
+            if not slicer.util.confirmOkCancelDisplay(
+                    _("The PyTorch extension is not installed (recommended: Extensions Manager → PyTorch, then "
+                      "restart). Install PyTorch's default build from PyPI instead?"), windowTitle="WeakNet"):
+                raise RuntimeError(_("WeakNet needs PyTorch: install the 'PyTorch' extension from the Extensions "
+                                     "Manager, restart Slicer, and try again")) from None
+            slicer.util.pip_install("torch")
+            return
         if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
             raise RuntimeError(_("PyTorch was not installed; install it in the PyTorch Utils module"))
 
