@@ -68,6 +68,18 @@ def measure_clicks(page: testing.AppPage, label, plan) -> dict[str, list[float]]
     return out
 
 
+def save_screenshot(page: testing.AppPage, path: Path) -> None:
+    """The whole page once every view shows the current template, as a 128-colour PNG."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    page.wait_frames(views=list(testing.SLICE_VIEWS) + ["ThreeD"])
+    image = Image.open(BytesIO(page.page.screenshot())).convert("RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
 def row(name: str, ms: list[float], ref: float) -> str:
     a = np.asarray(ms)
     med = float(np.median(a))
@@ -81,6 +93,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kind", default="bean", help="phantom kind (default bean)")
     parser.add_argument("--size", type=int, nargs=3, default=(64, 64, 48), help="phantom voxels i j k")
     parser.add_argument("--layout", default="Four-up", help="page layout (Four-up | Slices only | ...)")
+    parser.add_argument("--screenshot", default=None,
+                        help="also save the page after the clicks as a small PNG (e.g. docs/img/web_app.png)")
     args = parser.parse_args(argv)
 
     phantom = make_phantom(args.kind, modality="CT", size=tuple(args.size), seed=0)
@@ -97,6 +111,8 @@ def main(argv=None) -> int:
             z = testing.axial_offsets(phantom.label, [0.5, 0.8, 0.2])
             per_plane = [args.clicks // 3 + (1 if i < args.clicks % 3 else 0) for i in range(3)]
             times = measure_clicks(page, phantom.label, [("Red", z[i], n) for i, n in enumerate(per_plane)])
+            if args.screenshot:
+                save_screenshot(page, Path(args.screenshot))
             server.check_alive()
     ref = float(np.median(reference))
     print(f"weaknet app click → overlay latency, {args.layout} layout, {args.kind} phantom {tuple(args.size)} voxels, "

@@ -23,6 +23,16 @@ from .views import LAYOUTS, FrameCounter, make_layout_manager, register_counting
 log = logging.getLogger("weaknet_web")
 
 SAMPLE_NAME = "samples/phantom_bean.nrrd"
+SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software")
+
+
+def opengl_renderer(render_window) -> str:
+    """The OpenGL renderer of a render window (e.g. 'llvmpipe (LLVM 15.0.6, 256 bits)' without a GPU)."""
+    render_window.Render()
+    for line in (render_window.ReportCapabilities() or "").splitlines():
+        if "renderer string" in line.lower():
+            return line.split(":", 1)[1].strip()
+    return "unknown"
 
 
 class AnnotatorApp(TrameApp):
@@ -33,7 +43,7 @@ class AnnotatorApp(TrameApp):
     """
 
     def __init__(self, server=None, *, data_root: str | Path, volume: str | None = None,
-                 max_upload_mb: float = 512.0, volume_rendering: bool = False, sample: bool = False):
+                 max_upload_mb: float = 512.0, volume_rendering: bool | None = None, sample: bool = False):
         super().__init__(server)
         self.server.enable_module(trame_slicer_module)
         self.data_root = DataRoot(data_root)
@@ -60,8 +70,12 @@ class AnnotatorApp(TrameApp):
             self.server.controller.on_server_ready.add(lambda **_: guard(start)())
 
     # ----------------------------------------------------------------------------------------- state
-    def _init_state(self, volume_rendering: bool) -> None:
+    def _init_state(self, volume_rendering: bool | None) -> None:
         s = self.state
+        s.gpu_renderer = opengl_renderer(self.slicer.view_manager.get_threed_views()[0].render_window())
+        software = any(name in s.gpu_renderer.lower() for name in SOFTWARE_RENDERERS)
+        if volume_rendering is None:  # auto: on with a GPU, off with a software renderer (~2 s a frame)
+            volume_rendering = not software
         s.trame__title = "WeakNet annotator"
         s.layout_name = LAYOUTS[0]
         s.layout_names = list(LAYOUTS)

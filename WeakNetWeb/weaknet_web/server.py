@@ -16,10 +16,11 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def serve(*, data_root: str | Path, volume: str | None = None, host: str = "127.0.0.1", port: int = 8080,
-          sample: bool = False, max_upload_mb: float = 512.0, volume_rendering: bool = False) -> int:
+          sample: bool = False, max_upload_mb: float = 512.0, volume_rendering: bool | None = None) -> int:
     """Run the app until interrupted. ``volume`` is relative to ``data_root``; ``port`` 0 picks a free one.
 
-    Prints ``weaknet app: serving DATA_ROOT at URL`` (flushed) once the port is chosen.
+    ``volume_rendering`` None: on with a GPU, off with a software OpenGL renderer. Prints
+    ``weaknet app: serving DATA_ROOT at URL`` (flushed) once the port is chosen.
     """
     logging.basicConfig(level=os.environ.get("WEAKNET_LOG", "WARNING"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -66,6 +66,7 @@ def _volume_panel(ctrl) -> None:
                    label="Window", density="compact", hide_details=True, strict=True)
     v.VSwitch(v_model=("vr_enabled",), label="Volume rendering (slow without a GPU)", density="compact",
               hide_details=True, color="primary")
+    html.Div("OpenGL: {{ gpu_renderer }}", classes="text-caption")
 
 
 def _points_panel(ctrl) -> None:

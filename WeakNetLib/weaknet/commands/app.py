@@ -23,8 +23,9 @@ def add_parser(sub):
                         "current folder)")
     p.add_argument("--sample", action="store_true", help="open the built-in phantom at start")
     p.add_argument("--max-upload-mb", type=float, default=512.0, help="largest accepted upload (default 512)")
-    p.add_argument("--volume-rendering", action="store_true",
-                   help="start with volume rendering on (slow without a GPU: ~2 s a frame)")
+    p.add_argument("--volume-rendering", choices=("auto", "on", "off"), default="auto",
+                   help="volume rendering in the 3D view (default auto: on with a GPU, off with a software "
+                        "renderer, where it costs ~2 s a frame)")
     return p
 
 
@@ -56,4 +57,5 @@ def run(args) -> int:
                          "`pip install -e WeakNetWeb` (or `./dev setup full`)") from None
     root, volume = resolve_paths(args.volume, args.data_root)
     return serve(data_root=root, volume=volume, host=args.host, port=args.port, sample=args.sample,
-                 max_upload_mb=args.max_upload_mb, volume_rendering=args.volume_rendering)
+                 max_upload_mb=args.max_upload_mb,
+                 volume_rendering={"auto": None, "on": True, "off": False}[args.volume_rendering])
