@@ -105,6 +105,10 @@ def test_apply_model_to_volume_node_and_warnings(annotated, tmp_path):
 def test_background_training_progress_and_cancel(annotated, tmp_path):
     core, _, _ = annotated
     ds = build_training_set(core.scene, tmp_path / "set")
+    with pytest.raises(InputError, match="mps"):  # an absent device is refused before anything starts
+        start_training(ds, tmp_path / "model", **{**TINY, "device": "mps"})
+    with pytest.raises(InputError, match="DATASET.json: no such|no such dataset"):
+        start_training(tmp_path / "nowhere" / "DATASET.json", tmp_path / "model", **TINY)
     run = start_training(ds, tmp_path / "model", **TINY)
     deadline = time.monotonic() + 120
     while not run.finished and time.monotonic() < deadline:

@@ -148,11 +148,10 @@ class TrainingRun:
         for event in new:
             self._apply(event)
         self.events += new
-        job_state = getattr(self.job, "state", None)
-        if self.state == "running" and job_state in ("done", "cancelled", "failed"):
-            self.state = job_state
-            if job_state == "failed" and not self.message.startswith("training failed"):
-                self.message = "training failed: " + str(getattr(self.job, "error", "") or "see the log")
+        ended = {"finished": "done", "cancelled": "cancelled", "failed": "failed"}.get(self.job.state)
+        if self.state == "running" and ended:  # the process ended without its final event
+            self._apply({"event": {"done": "done", "cancelled": "cancelled"}.get(ended, "error"),
+                         "model_dir": str(self.output_dir), "message": self.job.error or "see the log"})
         return new
 
     def cancel(self) -> None:
@@ -192,13 +191,16 @@ class TrainingRun:
 
 def start_training(dataset: str | Path, output_dir: str | Path, **config) -> TrainingRun:
     """Start background training; ``config`` are :class:`weaknet.train.TrainConfig` fields (lambda_, gamma,
-    boundary_distance, epochs, device, ...). Raises :class:`InputError` for a missing/empty dataset."""
+    boundary_distance, epochs, device, ...). Raises :class:`InputError` for a missing/empty dataset, a bad
+    setting or an absent device (e.g. cuda without a GPU) before any process starts."""
+    from weaknet.device import resolve_device
     from weaknet.train import TrainConfig
 
     ds_path = Path(dataset)
-    read_dataset(ds_path)  # a clear error now rather than in the background process
+    read_dataset(ds_path)  # clear errors now rather than later in the background process
     cfg = TrainConfig(**config)
     cfg.validate()
+    resolve_device(cfg.device)
     return TrainingRun(ds_path, Path(output_dir), cfg).start()
 
 
