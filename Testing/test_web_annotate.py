@@ -114,12 +114,20 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         print(f"overlay colour near the outline: {hit_after:.2f} after, {hit_before:.2f} before")
         assert hit_after > 0.8 and hit_before < 0.1
 
-        # a second tab shows the same session and gets its own frames
+        # a second tab shows the same session, gets its own frames, and its edits reach the first tab
         page2 = testing.AppPage(browser, server.url)
         assert page2.state("n_points") == 18
         page2.rerender()
+        page2.page.locator('[data-testid="undo"]').click()
+        page.wait_state("n_points", "v === 17")
+        page.page.locator('[data-testid="undo"]').click()
+        page2.wait_state("n_points", "v === 16")
+        page.wait_frames()
+        page2.wait_frames()
         meta = json.loads((data_root / "annotations" / "phantom" / "session.json").read_text())
-        assert meta["objects"][0]["point_count"] == 18
+        assert meta["objects"][0]["point_count"] == 16
+        assert np.allclose(lps_to_ras(read_points(data_root / "annotations" / "phantom" / meta["objects"][0]["points"])),
+                           points[:16], atol=1e-3)
         server.check_alive()
 
 
