@@ -161,6 +161,7 @@ class ActiveSurface:
         """Fit from scratch through points (N, 3) LPS mm (validated: ≥ 4, distinct, not coplanar)."""
         pts = validate_points(points_lps)
         self.rest, self._normal = self._rest_shape(pts, None)
+        self._chosen_at = len(pts)
         self.vertices = self.rest.copy()
         self.points = pts
         self._iterate(pts, self._solvers, self.iterations)
@@ -171,26 +172,41 @@ class ActiveSurface:
         if self.vertices is None:
             return self.fit(points_lps)
         pts = validate_points(points_lps)
-        rest, normal = self._rest_shape(pts, self._normal, keep_bent=self._normal is not None)
+        # re-decide plain vs bent rest shape only once the point count changed by 10 %
+        decide = abs(len(pts) - self._chosen_at) >= 0.1 * self._chosen_at
+        rest, normal = self._rest_shape(pts, self._normal, keep_bent=self._normal is not None,
+                                        only_bent=None if decide else self._normal is not None)
         if (normal is None) != (self._normal is None) or \
                 np.max(np.linalg.norm(rest - self.rest, axis=1)) > self.refit_mm:
             return self.fit(pts)
-        new = pts[cKDTree(self.points).query(pts)[0] > 1e-6]  # added or moved points
+        if decide:
+            self._chosen_at = len(pts)
+        old = self.points
+        appended = len(pts) >= len(old) and np.array_equal(pts[:len(old)], old)
+        new = pts[len(old):] if appended else pts[cKDTree(old).query(pts)[0] > 1e-6]  # added or moved
         self.vertices += rest - self.rest
         self.rest, self._normal, self.points = rest, normal, pts
+        # correspondences of the last fit stay valid for the old points when points were only appended
+        nearest = self._nearest if appended else None
         for _ in range(self.max_update_rounds):
-            self._iterate(pts, self._solvers[-1:], self.update_iterations, refresh=self.update_iterations)
-            if not len(new) or cKDTree(self.vertices).query(new)[0].max() <= self.tolerance_mm:
+            self._iterate(pts, self._solvers[-1:], self.update_iterations, refresh=self.update_iterations,
+                          nearest=nearest, first_new=len(old))
+            nearest = self._nearest
+            if not len(new) or _min_distances(new, self.vertices).max() <= self.tolerance_mm:
                 break
         return self
 
-    def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep_bent: bool = False
-                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep_bent: bool = False,
+                    only_bent: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """The ellipsoid, or the bent ellipsoid when its mean point-to-nearest-vertex distance is ≥ 20 %
         smaller (≥ 10 % when ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None
-        for the plain ellipsoid)."""
-        straight = ellipsoid_template(pts, self.unit)
+        for the plain ellipsoid). ``only_bent`` True/False skips the comparison and builds that kind."""
+        if only_bent is False:
+            return ellipsoid_template(pts, self.unit), None
         bent = bent_template(pts, self.unit, normal_hint)
+        if only_bent and bent is not None:
+            return bent
+        straight = ellipsoid_template(pts, self.unit)
         if bent is not None:
             residual = [cKDTree(v).query(pts)[0].mean() for v in (straight, bent[0])]
             if residual[1] < (0.9 if keep_bent else 0.8) * residual[0]:
@@ -210,8 +226,11 @@ class ActiveSurface:
             f[:, c] += np.bincount(vertex, pull[:, c], minlength=len(x))
         return f
 
-    def _iterate(self, pts: np.ndarray, solvers, iterations: int, refresh: int = 2) -> None:
-        """Semi-implicit steps; correspondences are recomputed every ``refresh`` steps (and at the start)."""
+    def _iterate(self, pts: np.ndarray, solvers, iterations: int, refresh: int = 2,
+                 nearest: np.ndarray | None = None, first_new: int = 0) -> None:
+        """Semi-implicit steps; correspondences are recomputed every ``refresh`` steps. ``nearest`` (V,):
+        each vertex's nearest point among ``pts[:first_new]`` from the previous fit, so that the first
+        search only needs the points appended after them."""
         tree = cKDTree(pts)
         spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))  # typical distance between points
         d = self.vertices - self.rest
@@ -220,9 +239,23 @@ class ActiveSurface:
             for _ in range(max(iterations // len(solvers), 1)):
                 x = self.rest + d
                 if step % refresh == 0:
-                    dist, nearest = tree.query(x)
+                    if nearest is not None and step == 0:
+                        dist = np.linalg.norm(pts[nearest] - x, axis=1)
+                        if first_new < len(pts):
+                            dnew = np.linalg.norm(x[:, None, :] - pts[None, first_new:], axis=2)
+                            closer = dnew.min(axis=1) < dist
+                            nearest = np.where(closer, first_new + dnew.argmin(axis=1), nearest)
+                            dist = np.minimum(dist, dnew.min(axis=1))
+                    else:
+                        dist, nearest = tree.query(x)
                     weight = self.normal_pull * np.exp(-(dist / spacing) ** 2)
                     vertex = cKDTree(x).query(pts)[1]
                 d = solve(d + self._forces(x, pts, nearest, weight, vertex))
                 step += 1
         self.vertices = self.rest + d
+        self._nearest = nearest
+
+
+def _min_distances(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
+    """(K,) distance from each of a few points (K, 3) to its nearest vertex (V, 3), by brute force."""
+    return np.sqrt(((points[:, None, :] - vertices[None]) ** 2).sum(axis=2).min(axis=1))

@@ -55,44 +55,47 @@ def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
     """The mask restricted to the mesh's bounding box: (slices into (D, H, W), uint8 block or None)."""
     ijk = geometry.to_index(vertices)
     size = np.asarray(geometry.size)
-    lo = np.maximum(np.ceil(ijk.min(axis=0)).astype(int), 0)
-    hi = np.minimum(np.floor(ijk.max(axis=0)).astype(int), size - 1)
+    lo = np.maximum(np.ceil(ijk.min(axis=0)).astype(np.int64), 0)
+    hi = np.minimum(np.floor(ijk.max(axis=0)).astype(np.int64), size - 1)
     empty = (slice(0, 0),) * 3
     if np.any(hi < lo):
         return empty, None
     ni, nj, nk = hi - lo + 1
-    tri = ijk[faces]  # (F, 3 corners, (i, j, k))
-    # Per triangle, the lattice rays (j, k) inside its projected bounding box.
-    jk = tri[:, :, 1:] - _RAY_NUDGE
-    jlo = np.maximum(np.ceil(jk[:, :, 0].min(1)).astype(int), lo[1])
-    jhi = np.minimum(np.floor(jk[:, :, 0].max(1)).astype(int), hi[1])
-    klo = np.maximum(np.ceil(jk[:, :, 1].min(1)).astype(int), lo[2])
-    khi = np.minimum(np.floor(jk[:, :, 1].max(1)).astype(int), hi[2])
+    # corner coordinates per triangle: i (F, 3) and ray-plane j, k (F, 3), nudged off the lattice
+    ti_c = ijk[:, 0][faces]
+    tj = (ijk[:, 1] - _RAY_NUDGE[0])[faces]
+    tk = (ijk[:, 2] - _RAY_NUDGE[1])[faces]
+    # per triangle, the lattice rays (j, k) inside its projected bounding box
+    jlo = np.maximum(np.ceil(np.minimum(np.minimum(tj[:, 0], tj[:, 1]), tj[:, 2])).astype(np.int64), lo[1])
+    jhi = np.minimum(np.floor(np.maximum(np.maximum(tj[:, 0], tj[:, 1]), tj[:, 2])).astype(np.int64), hi[1])
+    klo = np.maximum(np.ceil(np.minimum(np.minimum(tk[:, 0], tk[:, 1]), tk[:, 2])).astype(np.int64), lo[2])
+    khi = np.minimum(np.floor(np.maximum(np.maximum(tk[:, 0], tk[:, 1]), tk[:, 2])).astype(np.int64), hi[2])
     nj_t = np.maximum(jhi - jlo + 1, 0)
-    nk_t = np.maximum(khi - klo + 1, 0)
-    count = nj_t * nk_t
+    count = nj_t * np.maximum(khi - klo + 1, 0)
     t = np.repeat(np.arange(len(faces)), count)
     if not len(t):
         return empty, None
     local = np.arange(len(t)) - np.repeat(np.cumsum(count) - count, count)
     rj = jlo[t] + local % nj_t[t]
     rk = klo[t] + local // nj_t[t]
-    # 2-D barycentric coordinates of the ray (rj, rk) in the projected triangle.
-    p = jk[t]
-    d1, d2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
-    qj, qk = rj - p[:, 0, 0], rk - p[:, 0, 1]
-    det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+    # 2-D barycentric coordinates of the ray (rj, rk) in the projected triangle
+    j0, k0 = tj[t, 0], tk[t, 0]
+    d1j, d1k = tj[t, 1] - j0, tk[t, 1] - k0
+    d2j, d2k = tj[t, 2] - j0, tk[t, 2] - k0
+    qj, qk = rj - j0, rk - k0
+    det = d1j * d2k - d1k * d2j
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # det = 0: edge-on, never a hit
-        u = (qj * d2[:, 1] - qk * d2[:, 0]) / det
-        w = (d1[:, 0] * qk - d1[:, 1] * qj) / det
+        u = (qj * d2k - qk * d2j) / det
+        w = (d1j * qk - d1k * qj) / det
         hit = (u >= 0) & (w >= 0) & (u + w <= 1) & (det != 0)
     t, u, w, rj, rk = t[hit], u[hit], w[hit], rj[hit], rk[hit]
-    ti = tri[t, 0, 0] + u * (tri[t, 1, 0] - tri[t, 0, 0]) + w * (tri[t, 2, 0] - tri[t, 0, 0])
-    # Voxel centres i >= crossing position are toggled; parity along the ray gives inside.
-    start = np.clip(np.ceil(ti).astype(int) - lo[0], 0, ni)
-    toggles = np.zeros((nk, nj, ni + 1), np.int8)
-    np.add.at(toggles, (rk - lo[2], rj - lo[1], start), 1)
-    block = (np.cumsum(toggles[:, :, :ni], axis=2, dtype=np.int16) & 1).astype(np.uint8)
+    i0 = ti_c[t, 0]
+    crossing = i0 + u * (ti_c[t, 1] - i0) + w * (ti_c[t, 2] - i0)
+    # voxel centres i >= the crossing are toggled; parity along each ray gives inside
+    start = np.clip(np.ceil(crossing).astype(np.int64) - lo[0], 0, ni)
+    flat = ((rk - lo[2]) * nj + (rj - lo[1])) * (ni + 1) + start
+    toggles = np.bincount(flat, minlength=nk * nj * (ni + 1)).astype(np.uint8).reshape(nk, nj, ni + 1)
+    block = np.cumsum(toggles[:, :, :ni], axis=2, dtype=np.uint8) & 1  # wraps at 256: parity kept
     box = (slice(lo[2], hi[2] + 1), slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))
     return box, block
 
