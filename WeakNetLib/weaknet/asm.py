@@ -129,13 +129,13 @@ class ActiveSurface:
     forces; normal_pull: weight of vertex → nearest-point forces along the normal (0 disables them);
     refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch;
     tolerance_mm: an update repeats its steps (up to ``max_update_rounds`` times) until every added or
-    moved point lies within this distance of a vertex.
+    moved point lies within this distance of a vertex; bend: allow the bent-ellipsoid rest shape.
     """
 
     def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 0.0,
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
                  pull: float = 4.0, normal_pull: float = 0.2, refit_mm: float = 5.0,
-                 tolerance_mm: float = 1.0, max_update_rounds: int = 8) -> None:
+                 tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True) -> None:
         self.unit, self.faces = mesh.icosphere(subdivisions)
         n = len(self.unit)
         lap = mesh.laplacian(self.faces, n)
@@ -152,6 +152,7 @@ class ActiveSurface:
         self.refit_mm = refit_mm
         self.tolerance_mm = tolerance_mm
         self.max_update_rounds = max_update_rounds
+        self.bend = bend
         self.rest: np.ndarray | None = None
         self.vertices: np.ndarray | None = None
         self.points: np.ndarray | None = None
@@ -201,7 +202,7 @@ class ActiveSurface:
         """The ellipsoid, or the bent ellipsoid when its mean point-to-nearest-vertex distance is ≥ 20 %
         smaller (≥ 10 % when ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None
         for the plain ellipsoid). ``only_bent`` True/False skips the comparison and builds that kind."""
-        if only_bent is False:
+        if only_bent is False or not self.bend:
             return ellipsoid_template(pts, self.unit), None
         bent = bent_template(pts, self.unit, normal_hint)
         if only_bent and bent is not None:

@@ -90,6 +90,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=40, help="clicks timed per N (default 40)")
     parser.add_argument("--shape", default="bean", choices=SHAPES, help="shape clicked on (default bean)")
     parser.add_argument("--no-quality", action="store_true", help="skip the IoU-vs-N table")
+    parser.add_argument("--ablation", action="store_true",
+                        help="also print IoU at N = 50 and 125 with parts of the model switched off")
 
 
 def run(args) -> int:
@@ -103,7 +105,27 @@ def run(args) -> int:
         print(f"{'shape':>10} " + " ".join(f"{'N=' + str(n):>7}" for n in ns))
         for kind, row in quality_table(ns).items():
             print(f"{kind:>10} " + " ".join(f"{row[n]:>7.3f}" for n in ns))
+    if args.ablation:
+        ablation_table()
     return 0
+
+
+ABLATIONS = {
+    "default": {},
+    "no bent rest shape (one ellipsoid)": {"bend": False},
+    "no vertex→point normal forces": {"normal_pull": 0.0},
+    "one stiffness level (no coarse-to-fine)": {"taus": (2.0,)},
+    "+ thin plate (β = 16, L² system)": {"beta": 16.0},
+}
+
+
+def ablation_table(ns=(50, 125)) -> None:
+    """Print IoU for each variant in :data:`ABLATIONS` on every shape at ``ns`` points."""
+    print(f"\nAblation: IoU at N = {', '.join(map(str, ns))} (same shapes and points)")
+    print(f"{'variant':>40} " + " ".join(f"{k[:9]:>13}" for k in SHAPES))
+    for name, options in ABLATIONS.items():
+        table = quality_table(ns, **options)
+        print(f"{name:>40} " + " ".join(f"{'/'.join(f'{table[k][n]:.3f}' for n in ns):>13}" for k in SHAPES))
 
 
 def latency_table(shape: str = "bean", repeats: int = 40) -> list[dict]:
