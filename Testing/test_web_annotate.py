@@ -180,6 +180,13 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         restored = read_volume(data_root / "exports/after_restart.nii.gz").array
         assert iou(restored > 0, saved_label > 0) > 0.99
 
+        # the saved segmentation and labelmap load back beside the template
+        page.set_state("label_file", files["label_file"].relative_to(data_root).as_posix())
+        for key in ("seg_file", "label_file"):
+            page.page.locator(f'[data-testid="load-{key}"]').click()
+            page.wait_state("info_message", "v.startsWith('loaded') && v.endsWith('(1 segment)')")
+            page.set_state("info_message", "")
+
         # loading the saved points into a second object fits a second template
         page.page.locator('[data-testid="add-object"]').click()
         page.wait_state("objects", "v.length === 2")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from trame.app import TrameApp
 from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import SlicerApp
@@ -24,6 +26,7 @@ log = logging.getLogger("weaknet_web")
 
 SAMPLE_NAME = "samples/phantom_bean.nrrd"
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software")
+LOADED_COLORS = ((0.95, 0.85, 0.2), (0.2, 0.85, 0.95), (0.9, 0.4, 0.9))  # loaded segmentations: yellow, cyan...
 
 
 def opengl_renderer(render_window) -> str:
@@ -54,6 +57,7 @@ class AnnotatorApp(TrameApp):
         self.layout_manager = make_layout_manager(self.slicer, self.server)
         self.volume_node = None
         self.volume_path: Path | None = None
+        self.loaded_segmentation = None
         from .annotation import AnnotationPanel
 
         self.annotation = AnnotationPanel(self)
@@ -116,6 +120,8 @@ class AnnotatorApp(TrameApp):
         ctrl.load_points = guard(self.load_points)
         ctrl.save_segmentation = guard(lambda: self.save("seg_file"))
         ctrl.save_labelmap = guard(lambda: self.save("label_file"))
+        ctrl.load_segmentation = guard(lambda: self.load_segmentation("seg_file"))
+        ctrl.load_labelmap = guard(lambda: self.load_segmentation("label_file"))
         t = self.training
         ctrl.add_to_training_set = guard(t.add_to_training_set)
         ctrl.start_training = guard(t.start)
@@ -158,6 +164,7 @@ class AnnotatorApp(TrameApp):
             raise InputError(f"{self.data_root.relative(path)}: Slicer could not load this volume")
         self.annotation.close()
         self.training.remove_prediction()
+        self.remove_loaded_segmentation()
         if self.volume_node is not None:
             self.slicer.scene.RemoveNode(self.volume_node)
         self.volume_node, self.volume_path = nodes[0], path
@@ -220,6 +227,41 @@ class AnnotatorApp(TrameApp):
             write_volume(Volume(labels, geometry), path)
         self.inform(f"saved {self.data_root.relative(path)}")
         return path
+
+    def load_segmentation(self, which: str) -> None:
+        """Show a segmentation file (state ``which``: seg_file = .seg.nrrd, label_file = a labelmap on the open
+        volume's grid) beside the templates, e.g. a reference to compare with; replaces the last one loaded."""
+        from WeakNetSlicerLib import nodes
+        from weaknet.volume import read_volume
+
+        session = self.annotation.require()
+        path = self.data_root.resolve(self.state[which], must_exist=True)
+        scene = self.slicer.scene
+        self.remove_loaded_segmentation()
+        if path.name.lower().endswith(".seg.nrrd"):
+            node = nodes.read_node(scene, "vtkMRMLSegmentationNode", path, f"loaded {path.name}")
+        else:
+            labels = read_volume(path)
+            labels.geometry.require_match(session.geometry, what=path.name, ref="the open volume")
+            node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"loaded {path.name}")
+            node.CreateDefaultDisplayNodes()
+            node.SetReferenceImageGeometryParameterFromVolumeNode(session.volume_node)
+            values = [int(v) for v in np.unique(labels.array) if v > 0]
+            if not values:
+                scene.RemoveNode(node)
+                raise InputError(f"{path.name}: the labelmap is empty")
+            for i, value in enumerate(values):
+                nodes.set_segment(node, f"label_{value}", f"label {value}", LOADED_COLORS[i % len(LOADED_COLORS)],
+                                  labels.array == value, labels.geometry)
+        self.loaded_segmentation = node
+        count = node.GetSegmentation().GetNumberOfSegments()
+        self.inform(f"loaded {self.data_root.relative(path)} ({count} segment{'s' if count != 1 else ''})")
+        self.changed()
+
+    def remove_loaded_segmentation(self) -> None:
+        node, self.loaded_segmentation = self.loaded_segmentation, None
+        if node is not None and self.slicer.scene.IsNodePresent(node):
+            self.slicer.scene.RemoveNode(node)
 
     def load_points(self) -> None:
         path = self.data_root.resolve(self.state.points_file, must_exist=True)

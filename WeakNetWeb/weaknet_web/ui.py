@@ -98,8 +98,9 @@ def _points_panel(ctrl) -> None:
 def _files_panel(ctrl) -> None:
     html.Div("Files (paths relative to the data root)", classes="text-subtitle-2 mb-1")
     for key, label, save, load in (("points_file", "Points (.mrk.json)", ctrl.save_points, ctrl.load_points),
-                                   ("seg_file", "Segmentation (.seg.nrrd)", ctrl.save_segmentation, None),
-                                   ("label_file", "Labelmap (.nii.gz)", ctrl.save_labelmap, None)):
+                                   ("seg_file", "Segmentation (.seg.nrrd)", ctrl.save_segmentation,
+                                    ctrl.load_segmentation),
+                                   ("label_file", "Labelmap (.nii.gz)", ctrl.save_labelmap, ctrl.load_labelmap)):
         with html.Div(classes="d-flex ga-1 align-center mb-1"):
             v.VTextField(v_model=(key,), label=label, density="compact", hide_details=True)
             v.VBtn(icon="mdi-content-save", click=save, size="small", variant="text",
@@ -107,7 +108,8 @@ def _files_panel(ctrl) -> None:
             if load is not None:
                 v.VBtn(icon="mdi-folder-open", click=load, size="small", variant="text",
                        raw_attrs=[f'data-testid="load-{key}"'])
-    html.Div("Autosaved to annotations/ after every change.", classes="text-caption")
+    html.Div("Autosaved to annotations/ after every change. Loaded segmentations show beside the templates "
+             "(yellow).", classes="text-caption")
 
 
 def _training_panel(ctrl) -> None:
