@@ -124,10 +124,10 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         page2.wait_state("n_points", "v === 16")
         page.wait_frames()
         page2.wait_frames()
-        meta = json.loads((data_root / "annotations" / "phantom" / "session.json").read_text())
+        autosave = data_root / "annotations" / "phantom"
+        meta = json.loads((autosave / "session.json").read_text())
         assert meta["objects"][0]["point_count"] == 16
-        assert np.allclose(lps_to_ras(read_points(data_root / "annotations" / "phantom" / meta["objects"][0]["points"])),
-                           points[:16], atol=1e-3)
+        assert np.allclose(lps_to_ras(read_points(autosave / meta["objects"][0]["points"])), points[:16], atol=1e-3)
         server.check_alive()
 
 
@@ -136,7 +136,8 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
         page = testing.AppPage(browser, server.url)
         page.rerender()
-        clicked = testing.click_surface(page, phantom.label, [("Green", None, 3), ("Yellow", None, 3), ("Red", None, 3)])
+        plan = [("Green", None, 3), ("Yellow", None, 3), ("Red", None, 3)]
+        clicked = testing.click_surface(page, phantom.label, plan)
 
         # drag point #1 (on the coronal plane) 20 px to the right: it moves towards patient left (−R)
         page.set_state("place_mode", False)

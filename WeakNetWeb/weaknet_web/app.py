@@ -6,20 +6,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
-
 from trame.app import TrameApp
+from trame.app.file_upload import ClientFile
 from trame_slicer import module as trame_slicer_module
 from trame_slicer.core import SlicerApp
 from trame_slicer.core.volume_window_level import VolumeWindowLevel
 
 from weaknet.errors import InputError
 
-from trame.app.file_upload import ClientFile
-
-from .annotation import annotation_folder
+from .annotation import AnnotationPanel, annotation_folder
 from .errors import report_to
 from .files import output_path, store_upload
 from .sandbox import DataRoot
+from .training import TrainingPanel
+from .ui import build_ui
 from .views import LAYOUTS, FrameCounter, make_layout_manager, register_counting_factories
 
 log = logging.getLogger("weaknet_web")
@@ -58,15 +58,10 @@ class AnnotatorApp(TrameApp):
         self.volume_node = None
         self.volume_path: Path | None = None
         self.loaded_segmentation = None
-        from .annotation import AnnotationPanel
-
         self.annotation = AnnotationPanel(self)
-        from .training import TrainingPanel
-
         self.training = TrainingPanel(self)
         self._init_state(volume_rendering)
         self._bind()
-        from .ui import build_ui
         self.ui = build_ui(self)
         if volume or sample:
             guard = report_to(self.state)
