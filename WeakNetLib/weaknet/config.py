@@ -60,6 +60,7 @@ class TrainConfig:
     foreground_fraction: float = 0.5
     augment: bool = True
     overlap: float = 0.25
+    straight_through: bool = True
     device: str = "auto"
     amp: bool = True
     seed: int = 0

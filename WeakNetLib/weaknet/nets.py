@@ -30,17 +30,23 @@ def build_unet(cfg: NetConfig, in_channels: int, out_channels: int) -> nn.Module
 class WeakNetPair(nn.Module):
     """Core net plus (when ``with_reconstruction``) reconstruction net, as one module (one DDP wrapper).
 
+    ``straight_through`` = γ feeds the reconstruction net the thresholded mask (Ŷ ≥ γ) with the gradient of
+    Ŷ (straight-through estimator); ``None`` feeds the soft probability Ŷ.
+
     ``forward(x)`` returns (logits (B, 2, D, H, W), X̂ (B, 1, D, H, W) or ``None``).
     """
 
-    def __init__(self, cfg: NetConfig, with_reconstruction: bool = True):
+    def __init__(self, cfg: NetConfig, with_reconstruction: bool = True, straight_through: float | None = None):
         super().__init__()
         self.core = build_unet(cfg, 1, 2)
         self.recon = build_unet(cfg, 1, 1) if with_reconstruction else None
+        self.straight_through = straight_through
 
     def forward(self, x: torch.Tensor):
         logits = self.core(x)
         if self.recon is None:
             return logits, None
         prob = torch.softmax(logits.float(), dim=1)[:, 1:2]
+        if self.straight_through is not None:  # forward: the mask Ŷ ≥ γ; backward: gradient of Ŷ
+            prob = prob + ((prob >= self.straight_through).float() - prob).detach()
         return logits, self.recon(prob.to(x.dtype))

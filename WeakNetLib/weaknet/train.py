@@ -121,7 +121,8 @@ def train(dataset: Dataset | str | Path, output_dir: str | Path, config: TrainCo
 
     torch.manual_seed(config.seed)
     use_recon = config.supervision == "weak" and config.lambda_ > 0
-    pair = WeakNetPair(config.net, with_reconstruction=use_recon).to(device)
+    pair = WeakNetPair(config.net, with_reconstruction=use_recon,
+                       straight_through=config.gamma if config.straight_through else None).to(device)
     opt = torch.optim.Adam(pair.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=config.epochs, power=0.9)
     start_epoch = 0
