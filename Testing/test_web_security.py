@@ -98,6 +98,9 @@ def test_browser_errors_shown_server_survives(root, tmp_path):
         expect_error("out of the data root")
         assert not (tmp_path / "escape.mrk.json").exists() and not (tmp_path / "outside" / "escape.nii.gz").exists()
 
+        page.set_state("wl_min_max", ["low", "high"])  # a non-WeakNet exception inside a callback
+        expect_error("Internal error: ValueError")
+
         upload = page.page.locator('[data-testid="upload"] input[type=file]')
         upload.set_input_files(str(big))
         expect_error("over the upload limit")
