@@ -6,8 +6,7 @@ concavity, the bent one starts inside it).
 
 Energy: ½ (X−X₀)ᵀ K (X−X₀) + external, K = α L + β L² on the uniform mesh Laplacian L (membrane + thin
 plate acting on the displacement from the rest shape, so the surface does not shrink between points;
-β = 0 by default: on the benchmark shapes the thin-plate term changed IoU by < 0.005 but tripled the
-cost of each solve, see docs/asm.md).
+β = 0 leaves a membrane only: 3× cheaper solves, IoU lower by 0.003–0.006, see docs/asm.md).
 External forces (displacement targets per vertex):
 
 - every clicked point pulls the surface's nearest vertex onto itself;
@@ -132,9 +131,9 @@ class ActiveSurface:
     moved point lies within this distance of a vertex; bend: allow the bent-ellipsoid rest shape.
     """
 
-    def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 0.0,
+    def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 16.0,
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
-                 pull: float = 4.0, normal_pull: float = 0.2, refit_mm: float = 5.0,
+                 pull: float = 8.0, normal_pull: float = 0.2, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True) -> None:
         self.unit, self.faces = mesh.icosphere(subdivisions)
         n = len(self.unit)

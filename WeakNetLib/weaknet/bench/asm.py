@@ -115,7 +115,7 @@ ABLATIONS = {
     "no bent rest shape (one ellipsoid)": {"bend": False},
     "no vertex→point normal forces": {"normal_pull": 0.0},
     "one stiffness level (no coarse-to-fine)": {"taus": (2.0,)},
-    "+ thin plate (β = 16, L² system)": {"beta": 16.0},
+    "membrane only (β = 0)": {"beta": 0.0},
 }
 
 
