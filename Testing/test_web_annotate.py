@@ -68,7 +68,7 @@ def outline_pixels(page, view, mask, geometry, avoid: np.ndarray, debug) -> np.n
 
 def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser):
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=tmp_path / "server.log") as server:
-        page = testing.AppPage(browser, server.url)
+        page = server.open_page(browser)
         page.rerender()
         # volume rendering is on only with a hardware OpenGL renderer (~2 s a frame on llvmpipe)
         software = any(s in page.state("gpu_renderer").lower() for s in ("llvmpipe", "softpipe", "swrast"))
@@ -115,7 +115,7 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         assert hit_after > 0.8 and hit_before < 0.1
 
         # a second tab shows the same session, gets its own frames, and its edits reach the first tab
-        page2 = testing.AppPage(browser, server.url)
+        page2 = server.open_page(browser)
         assert page2.state("n_points") == 18
         page2.rerender()
         page2.page.locator('[data-testid="undo"]').click()
@@ -134,7 +134,7 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
 def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
     log = tmp_path / "server.log"
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
-        page = testing.AppPage(browser, server.url)
+        page = server.open_page(browser)
         page.rerender()
         plan = [("Green", None, 3), ("Yellow", None, 3), ("Red", None, 3)]
         clicked = testing.click_surface(page, phantom.label, plan)
@@ -169,7 +169,7 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
 
     # a new server on the same data root finds points and template back (autosave)
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
-        page = testing.AppPage(browser, server.url)
+        page = server.open_page(browser)
         page.rerender()
         assert page.state("n_points") == 7
         assert "reopened" in page.state("status")
@@ -201,7 +201,7 @@ def test_sample_layouts_window(tmp_path, browser):
     """The built-in phantom opens at start (--sample), layouts switch, the window slider changes the image."""
     root = tmp_path / "data"
     with testing.running_server(root, sample=True, log_path=tmp_path / "server.log") as server:
-        page = testing.AppPage(browser, server.url)
+        page = server.open_page(browser)
         assert page.state("volume_name") == "samples/phantom_bean.nrrd"
         assert (root / "samples" / "phantom_bean.nrrd").is_file()
         page.rerender()

@@ -73,7 +73,7 @@ def test_browser_errors_shown_server_survives(root, tmp_path):
     with testing.chromium() as browser, testing.running_server(
             root, volume="sub/ok.nrrd", log_path=tmp_path / "server.log",
             extra_args=("--max-upload-mb", "0.1")) as server:
-        page = testing.AppPage(browser, server.url)
+        page = server.open_page(browser)
         click = lambda testid: page.page.locator(f'[data-testid="{testid}"]').click()  # noqa: E731
         errors = 0
 

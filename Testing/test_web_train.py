@@ -22,7 +22,7 @@ def test_train_cancel_apply(tmp_path):
     write_points(sample_surface_points(phantom.label.array, phantom.label.geometry, 12), root / "pts.mrk.json")
     with testing.chromium() as browser, \
             testing.running_server(root, volume="small.nrrd", log_path=tmp_path / "server.log") as server:
-        page = testing.AppPage(browser, server.url)
+        page = server.open_page(browser)
         click = lambda testid: page.page.locator(f'[data-testid="{testid}"]').click()  # noqa: E731
         page.set_state("points_file", "pts.mrk.json")
         click("load-points_file")

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         root = Path(tmp) / "data"
         write_volume(phantom.image, root / "phantom.nrrd")
         with testing.running_server(root, volume="phantom.nrrd", log_path=Path(tmp) / "server.log") as server:
-            page = testing.AppPage(browser, server.url)
+            page = server.open_page(browser)
             page.set_state("layout_name", args.layout)
             page.rerender()
             page.page.evaluate(TIMER_JS)

@@ -22,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 # A known, rare failure of the server under slicer-core (see /work/shared/NOTES.md): it logs these errors
-# and exits. ServerProcess restarts it once when it happens at start.
+# and exits. ServerProcess restarts it once when it happens at start or while the first page opens.
 KNOWN_CRASH = "vtkImageExtractComponents"
 SLICE_VIEWS = ("Red", "Green", "Yellow")  # axial, coronal, sagittal (trame ids of Slicer's slice views)
 
@@ -42,6 +42,7 @@ class ServerProcess:
         self.log_path = Path(log_path or self.data_root.parent / "server.log")
         self.proc: subprocess.Popen | None = None
         self.url = ""
+        self._log_start = 0
 
     def start(self, timeout: float = 60.0, retries: int = 1) -> "ServerProcess":
         for attempt in range(retries + 1):
@@ -58,6 +59,7 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{port}/"
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "a")
+        self._log_start = self._log.tell()
         self.proc = subprocess.Popen([sys.executable, "-m", "weaknet", "app", *self.args, "--port", str(port)],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
@@ -71,17 +73,35 @@ class ServerProcess:
                 time.sleep(0.2)
         raise ServerError(f"server not ready after {timeout:.0f} s\n{self.log_tail()}")
 
+    def open_page(self, browser, retries: int = 1, **kwargs) -> "AppPage":
+        """A tab on the app (:class:`AppPage`); if the server died of the known crash meanwhile, restart it
+        and try again (at most ``retries`` times)."""
+        for attempt in range(retries + 1):
+            try:
+                return AppPage(browser, self.url, **kwargs)
+            except Exception:
+                crashed = self.proc is not None and self.proc.poll() is not None
+                if not (crashed and KNOWN_CRASH in self.log_tail()) or attempt == retries:
+                    raise
+                self.stop()
+                self.start(retries=0)
+        raise AssertionError("unreachable")
+
     def check_alive(self) -> None:
         """Raise ServerError (with the log's tail) if the server has exited."""
         if self.proc is not None and self.proc.poll() is not None:
             raise ServerError(f"server exited with status {self.proc.returncode}\n{self.log_tail()}")
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` meaningful lines this server process logged (VTK's harmless warnings left out)."""
         try:
-            text = self.log_path.read_text(errors="replace").splitlines()
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_start)
+                text = f.read().decode(errors="replace").splitlines()
         except OSError:
             return ""
-        return "\n".join(ln for ln in text if "WindowResizeEvent" not in ln)[-4000:] if text else ""
+        noise = ("WindowResizeEvent", "ConfigureEvent", "bad X server", "vtkXOpenGLRenderWindow")
+        return "\n".join([ln for ln in text if ln.strip() and not any(n in ln for n in noise)][-lines:])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
