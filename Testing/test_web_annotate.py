@@ -83,8 +83,8 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         points = np.array(debug["points_ras"]["Object 1"])
         assert points.shape == (18, 3)
         assert np.linalg.norm(points - clicked, axis=1).max() < min(phantom.image.geometry.spacing)
-        assert page.state("n_points") == 18 and page.state("effort") >= 17
-        assert "18 points" in page.page.locator('[data-testid="point-count"]').inner_text()
+        assert page.state("n_points") == 18 and page.state("effort") == 18
+        assert "18 points · effort 18 clicks" in page.page.locator('[data-testid="point-count"]').inner_text()
 
         # the template, exported from the page as a labelmap, overlaps the phantom
         label_path = data_root / page.state("label_file")

@@ -38,6 +38,7 @@ class AnnotationPanel:
         self.app = app
         self.state = app.state
         self.session = None
+        self._observed: set[str] = set()
         s = self.state
         s.objects = []
         s.active_object = None
@@ -174,6 +175,7 @@ class AnnotationPanel:
             display = obj.markups_node.GetDisplayNode()
             if display is not None and display.GetPointLabelsVisibility():
                 display.SetPointLabelsVisibility(False)
+            self._observe_clicks(obj.markups_node)
         with self.state:
             s = self.state
             s.objects = [o.name for o in session.objects]
@@ -186,6 +188,17 @@ class AnnotationPanel:
             s.status_level = session.status_level
             s.fit_count = int(s.fit_count or 0) + 1
             self.app.changed()
+
+    def _observe_clicks(self, markups_node) -> None:
+        """Refresh the page when a click is counted: the session counts a placed point when Slicer reports
+        its position defined, which can come after the re-fit (and its status) for that point."""
+        import slicer
+
+        if markups_node.GetID() in self._observed:
+            return
+        self._observed.add(markups_node.GetID())
+        markups_node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
+                                 lambda *_: self.session is not None and self._on_session(self.session))
 
     def debug(self) -> dict:
         """Points (RAS mm) per object, for tests."""
