@@ -21,8 +21,8 @@ from weaknet.volume import read_volume, write_volume
 testing = pytest.importorskip("weaknet_web.testing")
 
 pytestmark = pytest.mark.slow
-# 18 clicks (1 coronal, 1 sagittal, 3 axial planes), template re-fitted from scratch ("Re-fit"): measured
-# 0.54 (docs/web.md). The live, warm-started fit is printed too (it depends on the click order).
+# 18 clicks (1 coronal, 1 sagittal, 3 axial planes): measured IoU 0.55 for the live (warm-started) fit and
+# 0.60 after "Re-fit" (from scratch); see docs/web.md. Both must exceed the floor.
 IOU_FLOOR = 0.45
 
 
@@ -101,7 +101,7 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         assert template.geometry.matches(phantom.label.geometry)
         score = iou(template.array > 0, phantom.label.array > 0)
         print(f"template IoU with the phantom after 18 clicks: live fit {live:.3f}, re-fitted {score:.3f}")
-        assert score > IOU_FLOOR
+        assert live > IOU_FLOOR and score > IOU_FLOOR
 
         # the overlay is drawn along the template's outline in the axial view (and was not before)
         page.wait_frames()
