@@ -172,6 +172,7 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         page = server.open_page(browser)
         page.rerender()
         assert page.state("n_points") == 7
+        assert page.state("effort") == 9  # clicks made, including the deleted and the undone point
         assert "reopened" in page.state("status")
         after = np.array(page.debug()["points_ras"]["Object 1"])
         assert np.allclose(after, before, atol=1e-3)

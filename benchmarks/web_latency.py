@@ -69,7 +69,7 @@ def measure_clicks(page: testing.AppPage, label, plan) -> dict[str, list[float]]
 
 
 def save_screenshot(page: testing.AppPage, path: Path) -> None:
-    """The whole page once every view shows the current template, as a 128-colour PNG."""
+    """The whole page once every view shows the current template, as a 256-colour PNG."""
     from io import BytesIO
 
     from PIL import Image
@@ -77,7 +77,7 @@ def save_screenshot(page: testing.AppPage, path: Path) -> None:
     page.wait_frames(views=list(testing.SLICE_VIEWS) + ["ThreeD"])
     image = Image.open(BytesIO(page.page.screenshot())).convert("RGB")
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
 def row(name: str, ms: list[float], ref: float) -> str:
