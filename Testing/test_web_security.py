@@ -108,6 +108,10 @@ def test_browser_errors_shown_server_survives(root, tmp_path):
         expect_error("rejected")
         upload.set_input_files(str(good))
         page.wait_state("volume_name", "v === 'uploads/good.nrrd'")
+        assert "uploads/good.nrrd" in page.state("volume_choices")
+        page.set_state("volume_choice", "sub/ok.nrrd")  # back to a volume from the data root's list
+        click("open-volume")
+        page.wait_state("volume_name", "v === 'sub/ok.nrrd'")
         page.rerender()  # still serving frames
         server.check_alive()
     assert f"at {server.url}" in (tmp_path / "server.log").read_text()  # `weaknet app` printed its URL
