@@ -31,7 +31,8 @@ class AnnotationPanel:
     """Owns the session of the open volume and keeps the page's annotation state up to date.
 
     State it writes: ``objects`` (names), ``active_object``, ``points`` (list of {i, ras}), ``n_points``,
-    ``effort``, ``status``, ``status_level``, ``fit_count`` (templates fitted since start), ``place_mode``.
+    ``effort``, ``status``, ``status_level``, ``place_mode`` and ``update_count`` (session updates mirrored
+    so far: fits, warnings, object changes; tests wait on it).
     """
 
     def __init__(self, app):
@@ -47,7 +48,7 @@ class AnnotationPanel:
         s.effort = 0
         s.status = "open a volume, then click points on the object's surface"
         s.status_level = "info"
-        s.fit_count = 0
+        s.update_count = 0
         s.place_mode = True
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -186,7 +187,7 @@ class AnnotationPanel:
             s.effort = session.effort
             s.status = session.status
             s.status_level = session.status_level
-            s.fit_count = int(s.fit_count or 0) + 1
+            s.update_count = int(s.update_count or 0) + 1
             self.app.changed()
 
     def _observe_clicks(self, markups_node) -> None:

@@ -228,7 +228,7 @@ class AppPage:
         before = int(self.state("n_points"))
         self.page.mouse.click(x, y)
         self.wait_state("n_points", f"v >= {before + 1}")
-        self.wait_state("fit_count", "v > 0")
+        self.wait_state("update_count", "v > 0")
         return self.wait_frames()
 
     def drag_ras(self, view: str, ras, dx: float, dy: float, steps: int = 10) -> None:
@@ -239,13 +239,13 @@ class AppPage:
         mouse.move(x + 4, y + 4)
         mouse.move(x, y)
         self.wait_state(f"{view}_active_view_cursor", "v === 'pointer'")
-        fits = int(self.state("fit_count"))
+        fits = int(self.state("update_count"))
         mouse.down()
         for i in range(1, steps + 1):
             mouse.move(x + dx * i / steps, y + dy * i / steps)
             self.page.wait_for_timeout(30)  # pointer speed of a hand drag
         mouse.up()
-        self.wait_state("fit_count", f"v > {fits}")
+        self.wait_state("update_count", f"v > {fits}")
         self.wait_frames()
 
     def screenshot_view(self, view: str, path: Path | None = None) -> np.ndarray:
