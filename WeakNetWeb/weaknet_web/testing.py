@@ -227,8 +227,7 @@ class AppPage:
             raise ValueError(f"{ras} is {off:.2f} mm off the {view} slice")
         before = int(self.state("n_points"))
         self.page.mouse.click(x, y)
-        self.wait_state("n_points", f"v >= {before + 1}")
-        self.wait_state("update_count", "v > 0")
+        self.wait_state("n_points", f"v >= {before + 1}")  # sent with the re-fit's revision (same flush)
         return self.wait_frames()
 
     def drag_ras(self, view: str, ras, dx: float, dy: float, steps: int = 10) -> None:
