@@ -158,13 +158,25 @@ class ActiveSurface:
         self._normal: np.ndarray | None = None  # bend-plane normal of a bent rest shape
 
     def fit(self, points_lps: np.ndarray) -> "ActiveSurface":
-        """Fit from scratch through points (N, 3) LPS mm (validated: ≥ 4, distinct, not coplanar)."""
+        """Fit from scratch through points (N, 3) LPS mm (validated: ≥ 4, distinct, not coplanar).
+
+        The result is checked for self-intersections (local folds where many points crowd a few
+        vertices); a folded fit is redone with the point pull halved, up to three times.
+        """
         pts = validate_points(points_lps)
         self.rest, self._normal = self._rest_shape(pts, None)
         self._chosen_at = len(pts)
-        self.vertices = self.rest.copy()
         self.points = pts
-        self._iterate(pts, self._solvers, self.iterations)
+        pull = self.pull
+        try:
+            for _ in range(4):
+                self.vertices = self.rest.copy()
+                self._iterate(pts, self._solvers, self.iterations)
+                if not len(mesh.self_intersections(self.vertices, self.faces)):
+                    break
+                self.pull /= 2
+        finally:
+            self.pull = pull
         return self
 
     def update(self, points_lps: np.ndarray) -> "ActiveSurface":
@@ -198,9 +210,9 @@ class ActiveSurface:
 
     def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep_bent: bool = False,
                     only_bent: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """The ellipsoid, or the bent ellipsoid when its mean point-to-nearest-vertex distance is ≥ 20 %
-        smaller (≥ 10 % when ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None
-        for the plain ellipsoid). ``only_bent`` True/False skips the comparison and builds that kind."""
+        """The ellipsoid, or the bent ellipsoid when it lies clearly closer to the points: its symmetric
+        mean distance (points → nearest vertex + vertices → nearest point) is ≥ 15 % smaller (≥ 5 % when
+        ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None for the ellipsoid). ``only_bent`` True/False skips the comparison and builds that kind."""
         if only_bent is False or not self.bend:
             return ellipsoid_template(pts, self.unit), None
         bent = bent_template(pts, self.unit, normal_hint)
@@ -208,8 +220,9 @@ class ActiveSurface:
             return bent
         straight = ellipsoid_template(pts, self.unit)
         if bent is not None:
-            residual = [cKDTree(v).query(pts)[0].mean() for v in (straight, bent[0])]
-            if residual[1] < (0.9 if keep_bent else 0.8) * residual[0]:
+            tree = cKDTree(pts)
+            residual = [cKDTree(v).query(pts)[0].mean() + tree.query(v)[0].mean() for v in (straight, bent[0])]
+            if residual[1] < (0.95 if keep_bent else 0.85) * residual[0]:
                 return bent
         return straight, None
 
@@ -220,8 +233,13 @@ class ActiveSurface:
         normals = self._incidence @ mesh.face_normals(x, self.faces, normalize=False)
         normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-30)
         along = ((pts[nearest] - x) * normals).sum(axis=1)
-        f = (weight * along)[:, None] * normals
-        pull = self.pull * (pts - x[vertex])
+        # only where the point's own surface (its nearest vertex) faces the same way: never pull one
+        # wall of a thin part towards a point on the opposite wall
+        facing = (normals * normals[vertex][nearest]).sum(axis=1) > 0.3
+        f = (weight * facing * along)[:, None] * normals
+        # each clicked point pulls its nearest vertex; several points sharing one vertex pull it to their mean
+        share = np.bincount(vertex, minlength=len(x))
+        pull = self.pull * (pts - x[vertex]) / share[vertex, None]
         for c in range(3):
             f[:, c] += np.bincount(vertex, pull[:, c], minlength=len(x))
         return f
