@@ -10,11 +10,13 @@ import time
 
 import pytest
 from safetensors.torch import load_file
-from train_helpers import phantom_dataset, tiny_config
+from train_helpers import one_thread, phantom_dataset, tiny_config  # noqa: F401  (fixture)
 
 from weaknet.background import TrainingJob
 from weaknet.checkpoint import LOG, MODEL_JSON, WEIGHTS
 from weaknet.errors import InputError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_torchrun_two_processes_gloo(tmp_path):

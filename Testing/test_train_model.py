@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from safetensors.torch import load_file
-from train_helpers import phantom_dataset, tiny_config
+from train_helpers import one_thread, phantom_dataset, tiny_config  # noqa: F401  (fixture)
 
 from weaknet.checkpoint import CHECKPOINT, LOG, MODEL_JSON, WEIGHTS, ModelError
 from weaknet.cli import main
@@ -19,6 +19,8 @@ from weaknet.phantoms import make_phantom
 from weaknet.predict import predict_volume
 from weaknet.train import train
 from weaknet.volume import Volume, read_volume, write_volume
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_round_trip_keeps_oblique_anisotropic_geometry(tmp_path):

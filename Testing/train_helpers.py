@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from scipy import ndimage
 
 from weaknet.dataset import Case, write_dataset
@@ -49,3 +51,12 @@ def phantom_dataset(root: Path, n: int = 2, kind: str = "weak", size=(24, 24, 20
     train, val = (cases[:-1], cases[-1:]) if validation else (cases, [])
     return write_dataset(root / "dataset.json", name="phantoms", modality=modality, training=train,
                          validation=val)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny 3-D convolutions run several times faster on one thread than on two busy, shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,72 @@
+"""Weak-Net's point: with λ = 0 the net reproduces the (offset) templates; with λ > 0 the reconstruction term
+pulls the boundary onto the real image edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from train_helpers import one_thread  # noqa: F401  (fixture)
+
+from weaknet.dataset import Case, write_dataset
+from weaknet.metrics import iou
+from weaknet.predict import load_model, predict_volume
+from weaknet.train import TrainConfig, train
+from weaknet.volume import Geometry, Volume, write_volume
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SIZE = 24
+SHIFT = 2  # voxels
+
+
+def _offset_template_set(root: Path, n: int = 4):
+    """Ellipsoids with a blurred edge (contrast 1, noise σ 0.1); each template is the truth shifted by SHIFT
+    voxels along a different axis/direction (like a template fitted through a few points: off by a few voxels,
+    not in one fixed direction)."""
+    rng = np.random.default_rng(0)
+    geometry = Geometry.create((SIZE,) * 3, (1.0, 1.0, 1.0))
+    z, y, x = np.indices((SIZE,) * 3)
+    cases, truth = [], []
+    for s in range(n):
+        c, r = SIZE / 2 + rng.uniform(-2, 2, 3), rng.uniform(0.19, 0.28, 3) * SIZE
+        lab = ((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((x - c[2]) / r[2]) ** 2 < 1
+        img = ndimage.gaussian_filter(lab.astype(np.float32), 0.7) + rng.normal(0, 0.1, lab.shape)
+        tpl = np.roll(lab, SHIFT if s % 2 else -SHIFT, axis=s % 3)
+        image = Volume(img.astype(np.float32), geometry)
+        write_volume(image, root / f"img{s}.nii.gz")
+        write_volume(Volume(tpl.astype(np.uint8), geometry), root / f"tpl{s}.nii.gz")
+        cases.append(Case(image=root / f"img{s}.nii.gz", template=root / f"tpl{s}.nii.gz"))
+        truth.append((image, lab, tpl))
+    return write_dataset(root / "dataset.json", name="offset", modality="MRI", training=cases), truth
+
+
+@pytest.fixture(scope="module")
+def offset_set(tmp_path_factory):
+    return _offset_template_set(tmp_path_factory.mktemp("offset"))
+
+
+def _train_and_score(dataset, truth, out: Path, lambda_: float):
+    cfg = TrainConfig(lambda_=lambda_, epochs=1, steps_per_epoch=300, batch_size=2, patch=SIZE, base_channels=8,
+                      depth=3, boundary_distance=3.0, learning_rate=2e-3, device="cpu", seed=0)
+    model = load_model(train(dataset, out, cfg, show_progress=False), "cpu")
+    masks = [predict_volume(model, image)[0].array for image, _, _ in truth]
+    to_truth = np.mean([iou(m, lab) for m, (_, lab, _) in zip(masks, truth)])
+    to_template = np.mean([iou(m, tpl) for m, (_, _, tpl) in zip(masks, truth)])
+    return to_truth, to_template
+
+
+def test_lambda_zero_reproduces_template_and_lambda_moves_boundary_to_edge(offset_set, tmp_path):
+    dataset, truth = offset_set
+    template_iou = np.mean([iou(tpl, lab) for _, lab, tpl in truth])
+    plain_truth, plain_template = _train_and_score(dataset, truth, tmp_path / "lambda0", 0.0)
+    weak_truth, weak_template = _train_and_score(dataset, truth, tmp_path / "weak", 1e-4)
+    print(f"IoU with truth: template {template_iou:.3f}, lambda=0 {plain_truth:.3f}, lambda=1e-4 {weak_truth:.3f}; "
+          f"IoU with template: lambda=0 {plain_template:.3f}, lambda=1e-4 {weak_template:.3f}")
+    # λ = 0: the net follows the templates, not the image edges
+    assert plain_template > plain_truth + 0.1 and plain_truth < template_iou + 0.1
+    # λ > 0: the boundary moves onto the real edge
+    assert weak_truth > template_iou + 0.2 and weak_truth > plain_truth + 0.15
+    assert weak_truth > weak_template
