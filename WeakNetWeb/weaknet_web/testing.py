@@ -219,16 +219,18 @@ class AppPage:
         return (box["x"] + (xyz[0] + 0.5) * box["width"] / w,
                 box["y"] + (h - xyz[1] - 0.5) * box["height"] / h, off)
 
-    def click_ras(self, view: str, ras, debug: dict | None = None) -> int:
-        """Click at a RAS point (on the view's current slice) and wait for the re-fitted template's frames;
-        returns the revision that shows it."""
+    def click_ras(self, view: str, ras, debug: dict | None = None, frames: bool = False) -> int:
+        """Click at a RAS point (on the view's current slice) and wait until the page shows the point (the
+        server has re-fitted by then); with ``frames`` also wait for the slice views' frames of the re-fit.
+        Returns the scene revision of the re-fit."""
         x, y, off = self.ras_to_page(view, ras, debug)
         if abs(off) > 0.5:
             raise ValueError(f"{ras} is {off:.2f} mm off the {view} slice")
         before = int(self.state("n_points"))
         self.page.mouse.click(x, y)
         self.wait_state("n_points", f"v >= {before + 1}")  # sent with the re-fit's revision (same flush)
-        return self.wait_frames()
+        revision = int(self.state("revision"))
+        return self.wait_frames(revision) if frames else revision
 
     def drag_ras(self, view: str, ras, dx: float, dy: float, steps: int = 10) -> None:
         """Drag the point at ``ras`` by (dx, dy) page pixels (place mode must be off); waits for the hover
