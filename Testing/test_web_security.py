@@ -113,6 +113,19 @@ def test_browser_errors_shown_server_survives(root, tmp_path):
         click("open-volume")
         page.wait_state("volume_name", "v === 'sub/ok.nrrd'")
         page.rerender()  # still serving frames
+
+        # a client that skips the page's size check: the websocket layer refuses the message unread
+        page.page.evaluate("() => { window.load_files_by_chunks([new File([new Uint8Array(20e6)], 'huge.nrrd')],"
+                           " {trigger_name: 'weaknet_upload'}); }")
+        log = tmp_path / "server.log"
+        for _ in range(200):
+            if "exceeds the allocation limit" in log.read_text(errors="replace"):
+                break
+            page.page.wait_for_timeout(50)
+        assert "exceeds the allocation limit" in log.read_text(errors="replace")
+        assert not list((root / "uploads").glob("huge*"))
+        server.check_alive()
+        server.open_page(browser).rerender()  # a new tab is served as before
         server.check_alive()
     assert f"at {server.url}" in (tmp_path / "server.log").read_text()  # `weaknet app` printed its URL
 
