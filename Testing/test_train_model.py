@@ -140,3 +140,50 @@ def test_foreign_or_corrupt_model_directory_is_refused(tmp_path):
         predict_volume(model, vol, device="cpu")
     with pytest.raises(ModelError, match="not a WeakNet model directory"):
         predict_volume(tmp_path / "data", vol, device="cpu")
+
+
+def test_points_entries_are_fitted_once_and_cached(tmp_path, monkeypatch):
+    from weaknet import template as template_mod
+    from weaknet.dataset import Case, write_dataset
+    from weaknet.metrics import iou
+    from weaknet.points import write_points
+    from weaknet.prepare import prepare
+    from weaknet.sampling import sample_surface_points
+
+    ph = make_phantom("ellipsoid", "CT", size=(32, 32, 24), spacing=(1.0, 1.0, 1.5), seed=1, distractors=False)
+    write_volume(ph.image, tmp_path / "img.nii.gz")
+    write_points(sample_surface_points(ph.label.array, ph.label.geometry, 12, seed=0), tmp_path / "p.mrk.json")
+    ds = read_dataset(write_dataset(tmp_path / "dataset.json", modality="CT", training=[
+        Case(image=tmp_path / "img.nii.gz", points=tmp_path / "p.mrk.json")]))
+    calls = []
+    real_fit = template_mod.fit_template
+    monkeypatch.setattr(template_mod, "fit_template", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    first = prepare(ds, "weak", 3.0, cache_dir=tmp_path / "cache")
+    again = prepare(ds, "weak", 3.0, cache_dir=tmp_path / "cache")
+    assert len(calls) == 1 and len(list((tmp_path / "cache").glob("*.nrrd"))) == 1
+    np.testing.assert_array_equal(first.training[0].target, again.training[0].target)
+    assert iou(first.training[0].target, ph.label.array) > 0.6  # the template is a rough version of the truth
+    w = first.training[0].weight
+    assert set(np.unique(w)) == {np.float32(0.1), np.float32(1.0)}
+    # moving one point changes the key: a new fit
+    pts = sample_surface_points(ph.label.array, ph.label.geometry, 12, seed=0)
+    pts[0] += 1.0
+    write_points(pts, tmp_path / "p.mrk.json")
+    prepare(ds, "weak", 3.0, cache_dir=tmp_path / "cache")
+    assert len(calls) == 2
+
+
+def test_msd_task_folder_is_read_directly(tmp_path):
+    ph = make_phantom("ellipsoid", "MRI", size=(16, 16, 16), spacing=(1, 1, 1), seed=0, distractors=False)
+    for name in ("case_001", "case_002"):
+        write_volume(ph.image, tmp_path / "Task01" / "imagesTr" / f"{name}.nii.gz")
+        write_volume(ph.label, tmp_path / "Task01" / "labelsTr" / f"{name}.nii.gz")
+    (tmp_path / "Task01" / "dataset.json").write_text(json.dumps({
+        "name": "Task01", "modality": {"0": "T2"}, "labels": {"0": "background", "1": "organ"},
+        "training": [{"image": f"./imagesTr/{n}.nii.gz", "label": f"./labelsTr/{n}.nii.gz"}
+                     for n in ("case_001", "case_002")], "test": []}))
+    ds = read_dataset(tmp_path / "Task01")
+    assert ds.modality == "MRI" and [c.name for c in ds.training] == ["case_001", "case_002"]
+    (tmp_path / "Task01" / "dataset.json").unlink()  # a bare imagesTr/labelsTr folder pairs files by name
+    assert [c.label.name for c in read_dataset(tmp_path / "Task01").training] == ["case_001.nii.gz",
+                                                                                 "case_002.nii.gz"]
