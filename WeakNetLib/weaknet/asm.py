@@ -153,13 +153,16 @@ class ActiveSurface:
     forces; normal_pull: weight of vertex → nearest-point forces along the normal (0 disables them);
     refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch;
     tolerance_mm: an update repeats its steps (up to ``max_update_rounds`` times) until every added or
-    moved point lies within this distance of a vertex; bend: allow the bent-ellipsoid rest shape.
+    moved point lies within this distance of a vertex; bend: allow the bent-ellipsoid rest shape;
+    passes: fits from scratch run this many times, each later pass regularising towards the previous
+    result instead of the ellipsoid (removes the bias of a poor rest shape).
     """
 
     def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 16.0,
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
                  pull: float = 8.0, normal_pull: float = 0.2, refit_mm: float = 5.0,
-                 tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True) -> None:
+                 tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
+                 passes: int = 2) -> None:
         self.unit, self.faces = mesh.icosphere(subdivisions)
         n = len(self.unit)
         adj = mesh.adjacency(self.faces, n)
@@ -179,7 +182,9 @@ class ActiveSurface:
         self.tolerance_mm = tolerance_mm
         self.max_update_rounds = max_update_rounds
         self.bend = bend
-        self.rest: np.ndarray | None = None
+        self.passes = passes
+        self.template: np.ndarray | None = None  # the rest shape fitted to the points (ellipsoid or bent)
+        self.rest: np.ndarray | None = None  # the regularisation target: template, then the previous pass
         self.vertices: np.ndarray | None = None
         self.points: np.ndarray | None = None
         self._normal: np.ndarray | None = None  # bend-plane normal of a bent rest shape
@@ -191,14 +196,18 @@ class ActiveSurface:
         vertices); a folded fit is redone with the point pull halved, up to three times.
         """
         pts = validate_points(points_lps)
-        self.rest, self._normal = self._rest_shape(pts, None)
+        self.template, self._normal = self._rest_shape(pts, None)
         self._chosen_at = len(pts)
         self.points = pts
         pull = self.pull
         try:
             for _ in range(4):
-                self.vertices = self.rest.copy()
-                self._iterate(pts, self._solvers, self.iterations)
+                self.rest = self.template.copy()
+                self.vertices = self.template.copy()
+                for p in range(self.passes):
+                    if p:
+                        self.rest = self.vertices.copy()  # plastic: the next pass starts from this fit
+                    self._iterate(pts, self._solvers, self.iterations)
                 if not len(mesh.self_intersections(self.vertices, self.faces)):
                     break
                 self.pull /= 2
@@ -213,18 +222,19 @@ class ActiveSurface:
         pts = validate_points(points_lps)
         # re-decide plain vs bent rest shape only once the point count changed by 10 %
         decide = abs(len(pts) - self._chosen_at) >= 0.1 * self._chosen_at
-        rest, normal = self._rest_shape(pts, self._normal, keep_bent=self._normal is not None,
-                                        only_bent=None if decide else self._normal is not None)
-        if (normal is None) != (self._normal is None) or \
-                np.max(np.linalg.norm(rest - self.rest, axis=1)) > self.refit_mm:
+        template, normal = self._rest_shape(pts, self._normal, keep_bent=self._normal is not None,
+                                            only_bent=None if decide else self._normal is not None)
+        shift = template - self.template
+        if (normal is None) != (self._normal is None) or np.max(np.linalg.norm(shift, axis=1)) > self.refit_mm:
             return self.fit(pts)
         if decide:
             self._chosen_at = len(pts)
         old = self.points
         appended = len(pts) >= len(old) and np.array_equal(pts[:len(old)], old)
         new = pts[len(old):] if appended else pts[cKDTree(old).query(pts)[0] > 1e-6]  # added or moved
-        self.vertices += rest - self.rest
-        self.rest, self._normal, self.points = rest, normal, pts
+        self.vertices += shift
+        self.rest += shift
+        self.template, self._normal, self.points = template, normal, pts
         # correspondences of the last fit stay valid for the old points when points were only appended
         nearest = self._nearest if appended else None
         for _ in range(self.max_update_rounds):

@@ -116,6 +116,7 @@ ABLATIONS = {
     "no vertex→point normal forces": {"normal_pull": 0.0},
     "one stiffness level (no coarse-to-fine)": {"taus": (2.0,)},
     "membrane only (β = 0)": {"beta": 0.0},
+    "one pass (no plastic second pass)": {"passes": 1},
 }
 
 
@@ -157,14 +158,11 @@ def latency_table(shape: str = "bean", repeats: int = 40) -> list[dict]:
         surface.fit(base)
         raster.update(surface.vertices, surface.faces)
         fit_ms = 1e3 * (time.thread_time() - c0)
-        state = (surface.vertices.copy(), surface.rest.copy(), surface._normal, surface._nearest.copy(),
-                 surface._chosen_at, surface.points.copy())
+        state = _state(surface)
         wall, cpu, raster_cpu = [], [], []
         for r in range(repeats):
             extra = pool[250 + r] if n == 250 else pool[n + int(rng.integers(250 - n))]
-            (surface.vertices, surface.rest, surface._normal, surface._nearest, surface._chosen_at,
-             surface.points) = (state[0].copy(), state[1].copy(), state[2], state[3].copy(), state[4],
-                                state[5].copy())
+            _restore(surface, state)
             t0, c0 = time.perf_counter(), time.thread_time()
             surface.update(np.vstack([base, extra]))
             c1 = time.thread_time()
@@ -183,6 +181,19 @@ def latency_table(shape: str = "bean", repeats: int = 40) -> list[dict]:
     print("ms; fit+raster: from-scratch fit (CPU); raster: our rasterization (CPU); VTK stencil: "
           "vtkPolyDataToImageStencil into the whole grid (CPU)")
     return rows
+
+
+_STATE = ("vertices", "rest", "template", "points", "_normal", "_nearest", "_chosen_at")
+
+
+def _state(surface) -> dict:
+    """A copy of the fitted state of an ActiveSurface (so every timed click starts from the same fit)."""
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k in _STATE for v in [getattr(surface, k)]}
+
+
+def _restore(surface, state: dict) -> None:
+    for k, v in state.items():
+        setattr(surface, k, v.copy() if isinstance(v, np.ndarray) else v)
 
 
 def _vtk_stencil_ms(vertices: np.ndarray, faces: np.ndarray, grid: Geometry) -> float:
