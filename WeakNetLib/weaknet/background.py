@@ -71,13 +71,24 @@ class TrainingJob:
 
     def poll(self) -> list[dict]:
         """New progress events since the last call (never blocks); updates :attr:`state`."""
+        alive = self._process is not None and self._process.is_alive()
+        new = self._drain(0.0)
+        if self.state == "running" and self._process is not None and not alive:
+            self._process.join()
+            new += self._drain(0.2)  # events the child flushed while exiting
+            if self.state == "running":
+                self.state = "failed"
+                self.error = self.error or f"training process exited with code {self._process.exitcode}"
+        return new
+
+    def _drain(self, wait: float) -> list[dict]:
         new = []
         while True:
             try:
-                new.append(self._queue.get_nowait())
+                e = self._queue.get(timeout=wait) if wait else self._queue.get_nowait()
             except queue_mod.Empty:
                 break
-        for e in new:
+            new.append(e)
             kind = e.get("event")
             if kind == "done":
                 self.state = "finished"
@@ -85,13 +96,6 @@ class TrainingJob:
                 self.state = "cancelled"
             elif kind == "error":
                 self.state, self.error = "failed", e.get("message")
-        if self.state == "running" and self._process is not None and not self._process.is_alive():
-            self._process.join()
-            more = self.poll() if not self._queue.empty() else []
-            new += more
-            if self.state == "running":
-                self.state = "failed"
-                self.error = self.error or f"training process exited with code {self._process.exitcode}"
         self.events += new
         return new
 

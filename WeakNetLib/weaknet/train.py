@@ -31,16 +31,20 @@ Progress = Callable[[dict], None]
 __all__ = ["TrainConfig", "train"]
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); initialises the process group when launched by torchrun with WORLD_SIZE > 1."""
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world size, this rank's device); under torchrun (WORLD_SIZE > 1) initialises the process group:
+    NCCL with one GPU per rank (LOCAL_RANK) on CUDA, gloo otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return 0, 1
+        return 0, 1, device
     import torch.distributed as dist
 
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 def _model_json(config: TrainConfig, prepared, dataset: Dataset, epochs_done: int, val_iou) -> dict:
@@ -100,11 +104,7 @@ def train(dataset: Dataset | str | Path, output_dir: str | Path, config: TrainCo
         raise InputError(f"{out}: already holds a trained model; use --resume to continue it, or choose a new "
                          f"--output folder")
     config.validate()
-    rank, world = _distributed()
-    device = resolve_device(config.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    rank, world, device = _distributed(resolve_device(config.device))
     emit = progress if (progress is not None and rank == 0) else (lambda e: None)
 
     stored_prep = json.loads(state["preprocessing"]) if state is not None else {}
