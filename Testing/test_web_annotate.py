@@ -144,14 +144,19 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         page.drag_ras("Green", clicked[0], 20, 0)
         moved = np.array(page.debug()["points_ras"]["Object 1"][0])
         assert moved[0] < clicked[0][0] - 1.0 and np.allclose(moved[1:], clicked[0][1:], atol=0.5)
-        # delete point #2 from the list, undo the last click
+        # delete point #2 from the list; undo brings it back, undo again reverts the drag
         page.page.locator(".v-list-item").nth(1).locator("button").click()
         page.wait_state("n_points", "v === 8")
-        page.page.locator('[data-testid="undo"]').click()
-        page.wait_state("n_points", "v === 7")
-        page.wait_state("status", "v.includes('fitted through 7 points')")
+        undo = page.page.locator('[data-testid="undo"]')
+        undo.click()
+        page.wait_state("n_points", "v === 9")
+        assert np.abs(np.array(page.debug()["points_ras"]["Object 1"])[1] - clicked[1]).max() < 0.6
+        undo.click()
+        page.wait_state("points", f"Math.abs(v[0].ras[0] - {clicked[0][0]}) < 0.6")
+        page.page.locator(".v-list-item").nth(1).locator("button").click()
+        page.wait_state("status", "v.includes('fitted through 8 points')")
         points = np.array(page.debug()["points_ras"]["Object 1"])
-        assert np.abs(points[1:] - clicked[2:8]).max() < 0.6  # within a pixel (0.5 mm) of the clicks
+        assert np.abs(points - clicked[[0, 2, 3, 4, 5, 6, 7, 8]]).max() < 0.6  # within a pixel (0.5 mm)
 
         for key in ("points_file", "seg_file", "label_file"):
             page.page.locator(f'[data-testid="save-{key}"]').click()
@@ -171,8 +176,8 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
         page = server.open_page(browser)
         page.rerender()
-        assert page.state("n_points") == 7
-        assert page.state("effort") == 9  # clicks made, including the deleted and the undone point
+        assert page.state("n_points") == 8
+        assert page.state("effort") == 9  # clicks made, including the deleted point
         assert "reopened" in page.state("status")
         after = np.array(page.debug()["points_ras"]["Object 1"])
         assert np.allclose(after, before, atol=1e-3)
@@ -193,7 +198,7 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         page.page.locator('[data-testid="add-object"]').click()
         page.wait_state("objects", "v.length === 2")
         page.page.locator('[data-testid="load-points_file"]').click()
-        page.wait_state("n_points", "v === 14")
+        page.wait_state("n_points", "v === 16")
         page.wait_state("status", "v.includes('Object 2: template fitted')")
         server.check_alive()
 

@@ -7,6 +7,7 @@ buttons to it and mirrors its status, points and counts into the page.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,15 @@ def annotation_folder(data_root, volume_relative: str) -> Path:
     return data_root.resolve(f"{ANNOTATIONS}/{stem}")
 
 
+def flush_soon(state) -> None:
+    """Push pending state on the next turn of the event loop as well: a session update that happens while
+    trame is flushing (e.g. inside a state-change listener) is otherwise held back until the next message."""
+    try:
+        asyncio.get_running_loop().call_soon(state.flush)
+    except RuntimeError:  # no event loop (scripts, tests without a server): nothing is waiting for the state
+        pass
+
+
 class AnnotationPanel:
     """Owns the session of the open volume and keeps the page's annotation state up to date.
 
@@ -40,6 +50,10 @@ class AnnotationPanel:
         self.state = app.state
         self.session = None
         self._observed: set[str] = set()
+        # undo: per object, the point sets (N, 3) LPS before each change, and the last one seen
+        self._history: dict[str, list[np.ndarray]] = {}
+        self._last: dict[str, np.ndarray] = {}
+        self._restoring = False
         s = self.state
         s.objects = []
         s.active_object = None
@@ -72,6 +86,8 @@ class AnnotationPanel:
     def close(self) -> None:
         """Stop the session and take its nodes out of the scene (its files stay in the autosave folder)."""
         session, self.session = self.session, None
+        self._history.clear()
+        self._last.clear()
         if session is None:
             return
         session.close()
@@ -103,7 +119,23 @@ class AnnotationPanel:
         self._apply_mode(placing)
 
     def undo(self) -> None:
-        self.require().undo_point()
+        """Undo the active object's last change of points (a click, a drag, a deletion, a clear, a load)."""
+        from WeakNetSlicerLib import nodes
+
+        session = self.require()
+        obj = session.active
+        history = self._history.get(obj.name)
+        if not history:
+            raise InputError(f"nothing to undo on {obj.name}")
+        previous = history.pop()
+        self._restoring = True
+        try:
+            with session.batch():  # one from-scratch fit of the restored points
+                nodes.set_control_points_lps(obj.markups_node, previous)
+        finally:
+            self._restoring = False
+        self._last[obj.name] = obj.points_lps  # as the node holds them (read back)
+        self._on_session(session)
 
     def refit(self) -> None:
         """Fit the active object's template from scratch through all its points (the live fit warm-starts)."""
@@ -120,12 +152,6 @@ class AnnotationPanel:
         if not 0 <= int(index) < node.GetNumberOfControlPoints():
             raise InputError(f"no point #{int(index) + 1} on {session.active.name}")
         node.RemoveNthControlPoint(int(index))
-
-    def points_ras(self, name: str | None = None) -> np.ndarray:
-        """(N, 3) RAS mm of an object's points (default: the active one)."""
-        session = self.require()
-        obj = session.object(name) if name else session.active
-        return lps_to_ras(obj.points_lps) if obj is not None else np.zeros((0, 3))
 
     def load_points(self, path: Path) -> None:
         """Replace the active object's points by those of a point file (.mrk.json/.fcsv/.csv, LPS)."""
@@ -177,6 +203,7 @@ class AnnotationPanel:
             if display is not None and display.GetPointLabelsVisibility():
                 display.SetPointLabelsVisibility(False)
             self._observe_clicks(obj.markups_node)
+            self._record(obj)
         with self.state:
             s = self.state
             s.objects = [o.name for o in session.objects]
@@ -189,17 +216,32 @@ class AnnotationPanel:
             s.status_level = session.status_level
             s.update_count = int(s.update_count or 0) + 1
             self.app.changed()
+        flush_soon(self.state)
+
+    def _record(self, obj) -> None:
+        """Undo history: when ``obj``'s points differ from the last set seen, keep that set (not while a
+        point is being dragged: a drag is one change, recorded when it ends)."""
+        if self._restoring or obj.dragging:
+            return
+        current = obj.points_lps
+        last = self._last.get(obj.name)
+        if last is not None and last.shape == current.shape and np.allclose(last, current, rtol=0, atol=1e-6):
+            return
+        if last is not None:
+            self._history.setdefault(obj.name, []).append(last)
+        self._last[obj.name] = current
 
     def _observe_clicks(self, markups_node) -> None:
-        """Refresh the page when a click is counted: the session counts a placed point when Slicer reports
-        its position defined, which can come after the re-fit (and its status) for that point."""
+        """Refresh the page when a click is counted (the session counts a placed point when Slicer reports
+        its position defined, which can come after the re-fit and its status) and when a drag ends."""
         import slicer
 
         if markups_node.GetID() in self._observed:
             return
         self._observed.add(markups_node.GetID())
-        markups_node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent,
-                                 lambda *_: self.session is not None and self._on_session(self.session))
+        refresh = lambda *_: self.session is not None and self._on_session(self.session)  # noqa: E731
+        for event in ("PointPositionDefinedEvent", "PointEndInteractionEvent"):
+            markups_node.AddObserver(getattr(slicer.vtkMRMLMarkupsNode, event), refresh)
 
     def debug(self) -> dict:
         """Points (RAS mm) per object, for tests."""

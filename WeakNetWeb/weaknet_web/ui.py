@@ -80,7 +80,7 @@ def _points_panel(ctrl) -> None:
     html.Div("{{ n_points }} points · effort {{ effort }} clicks", classes="text-body-2 my-1",
              raw_attrs=['data-testid="point-count"'])
     with html.Div(classes="d-flex ga-1 mb-1"):
-        v.VBtn("Undo point", click=ctrl.undo_point, size="small", prepend_icon="mdi-undo",
+        v.VBtn("Undo", click=ctrl.undo_point, size="small", prepend_icon="mdi-undo",
                raw_attrs=['data-testid="undo"'])
         v.VBtn("Re-fit", click=ctrl.refit, size="small", prepend_icon="mdi-refresh",
                raw_attrs=['data-testid="refit"'])
