@@ -9,14 +9,17 @@ degree (≈ the umbrella operator; membrane + thin plate acting on the displacem
 the surface does not shrink between points; β = 0 leaves a membrane only, see docs/asm.md).
 External forces (displacement targets per vertex):
 
-- every clicked point pulls the surface's nearest vertex onto itself;
+- every clicked point pulls the surface's nearest vertex onto itself (points sharing a vertex: their mean);
 - every vertex is pulled along its normal towards the tangent level of its nearest clicked point, with a
-  Gaussian fall-off at the points' typical spacing (this lets regions without a point of their own follow
-  their neighbours, e.g. into a concavity).
+  Gaussian fall-off at the points' typical spacing, and only where that point's own surface faces the
+  same way (this lets regions without a point of their own follow their neighbours, e.g. into a
+  concavity, without pulling one wall of a thin part onto the other).
 
 Semi-implicit steps (I + τK) Dₜ₊₁ = Dₜ + Fₜ with D = X − X₀, coarse to fine over a few stiffness levels τ,
-each factorised once when the model is created (banded Cholesky after reverse Cuthill–McKee ordering). An update after a click re-uses
-the current mesh (warm start) and costs a few triangular solves.
+each factorised once when the model is created (banded Cholesky after reverse Cuthill–McKee ordering).
+A fit from scratch runs twice, the second pass regularising towards the first result (plastic rest
+shape), and is redone with a weaker pull if it folds. An update after a click re-uses the current mesh
+(warm start) and costs a few triangular band solves.
 """
 
 from __future__ import annotations
@@ -47,8 +50,6 @@ def covariance_ellipsoid(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     radii = ROOT3 * np.sqrt(np.maximum(w, 1e-6 * w.max()))
     radii = _axis_radii((points - centre) @ v, radii)
     return centre, (v * radii) @ v.T
-
-
 
 
 def _axis_radii(q: np.ndarray, guess: np.ndarray) -> np.ndarray:
@@ -160,7 +161,7 @@ class ActiveSurface:
 
     def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 16.0,
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
-                 pull: float = 8.0, normal_pull: float = 0.2, refit_mm: float = 5.0,
+                 pull: float = 8.0, normal_pull: float = 0.1, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
                  passes: int = 2) -> None:
         self.unit, self.faces = mesh.icosphere(subdivisions)
@@ -249,7 +250,8 @@ class ActiveSurface:
                     only_bent: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """The ellipsoid, or the bent ellipsoid when it lies clearly closer to the points: its symmetric
         mean distance (points → nearest vertex + vertices → nearest point) is ≥ 15 % smaller (≥ 5 % when
-        ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None for the ellipsoid). ``only_bent`` True/False skips the comparison and builds that kind."""
+        ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None for the ellipsoid).
+        ``only_bent`` True/False skips the comparison and builds that kind."""
         if only_bent is False or not self.bend:
             return ellipsoid_template(pts, self.unit), None
         bent = bent_template(pts, self.unit, normal_hint)

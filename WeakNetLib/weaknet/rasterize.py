@@ -123,7 +123,7 @@ def signed_distance(mask: np.ndarray, geometry: Geometry, band_mm: float | None 
     if band_mm is None:
         box = (slice(None),) * 3
     else:
-        idx = np.nonzero(m.any(axis=(1, 2)))[0], np.nonzero(m.any(axis=(0, 2)))[0], np.nonzero(m.any(axis=(0, 1)))[0]
+        idx = [np.nonzero(m.any(axis=tuple(a for a in range(3) if a != axis)))[0] for axis in range(3)]
         pad = np.ceil(cap / sampling).astype(int) + 1
         box = tuple(slice(max(ix[0] - p, 0), min(ix[-1] + p + 1, n)) for ix, p, n in zip(idx, pad, m.shape))
     sub = m[box]

@@ -24,7 +24,8 @@ class Template:
     geometry: Geometry
 
     def signed_distance(self, band_mm: float | None = None) -> np.ndarray:
-        """float32 (D, H, W) mm to the template boundary, negative inside (see :func:`rasterize.signed_distance`)."""
+        """float32 (D, H, W) mm to the template boundary, negative inside
+        (see :func:`weaknet.rasterize.signed_distance`)."""
         return signed_distance(self.mask, self.geometry, band_mm=band_mm)
 
     def volume(self) -> Volume:
