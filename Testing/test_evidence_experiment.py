@@ -30,9 +30,9 @@ def test_experiment_cli_end_to_end_weaknet_beats_its_templates(tmp_path, capsys)
     write_phantom_set(data, 7, size=(32, 32, 24), spacing=(2.0, 2.0, 2.67), seed=3)
     out = tmp_path / "exp"
     rc = main(["experiment", "--dataset", str(data / "DATASET.json"), "--output", str(out), "--points", "25",
-               "--slices", "1", "--test", "2", "--no-full", "--seed", "0", "--epochs", "4", "--steps", "25",
-               "--patch", "24,32,32", "--base-channels", "8", "--depth", "3", "--lr", "0.01",
-               "--boundary-distance", "4", "--device", "cpu"])
+               "--slices", "1", "--test", "2", "--no-full", "--seed", "0", "--epochs", "6", "--steps", "25",
+               "--patch", "16,24,24", "--base-channels", "8", "--depth", "3", "--lr", "0.01",
+               "--lambda", "1e-5", "--boundary-distance", "2", "--device", "cpu"])
     assert rc == 0
     text = capsys.readouterr().out
     assert "Weak-Net (points)" in text and "report:" in text

@@ -28,17 +28,19 @@ class DemoPlan:
     slices: list[int]
     samples: list[int] | None
     train: dict = field(default_factory=dict)
+    ablation: bool = True
 
 
 PLANS = {
     "quick": DemoPlan(phantoms=12, kinds=("bean", "ellipsoid", "banana"), n_test=4, size=(40, 40, 24),
                       spacing=(1.6, 1.6, 2.67), points=[25], slices=[1, 2], samples=None,
-                      train=dict(epochs=8, steps_per_epoch=40, patch=(24, 40, 40), base_channels=8, depth=3,
-                                 batch_size=2, learning_rate=1e-2, boundary_distance=4.0, amp=False)),
-    "full": DemoPlan(phantoms=24, kinds=("bean", "ellipsoid", "banana", "c_shape"), n_test=6, size=(48, 48, 32), spacing=(1.33, 1.33, 2.0), points=[10, 25, 50],
-                     slices=[1, 2, 4], samples=[6, 12, 18],
+                      train=dict(epochs=12, steps_per_epoch=50, patch=(16, 24, 24), base_channels=8, depth=3,
+                                 batch_size=2, learning_rate=1e-2, lambda_=1e-5, boundary_distance=2.0,
+                                 amp=False)),
+    "full": DemoPlan(phantoms=24, kinds=("bean", "ellipsoid", "banana", "c_shape"), n_test=6, size=(48, 48, 32),
+                     spacing=(1.33, 1.33, 2.0), points=[10, 25, 50], slices=[1, 2, 4], samples=[6, 12, 18],
                      train=dict(epochs=20, steps_per_epoch=50, patch=(32, 48, 48), base_channels=16, depth=4,
-                                batch_size=2, learning_rate=3e-3, boundary_distance=4.0)),
+                                batch_size=2, learning_rate=3e-3, lambda_=1e-5, boundary_distance=2.0)),
 }
 
 
@@ -57,11 +59,12 @@ def run_demo(output: str | Path = "weaknet-demo", mode: str = "quick", device: s
     t0 = time.perf_counter()
     progress(f"[demo] {plan.phantoms} {modality} phantoms {plan.size} voxels at {plan.spacing} mm with "
              f"distracting structures → {out / 'data'}")
-    write_phantom_set(out / "data", plan.phantoms, plan.kinds, modality=modality, size=plan.size, spacing=plan.spacing,
-                      seed=seed)
+    write_phantom_set(out / "data", plan.phantoms, plan.kinds, modality=modality, size=plan.size,
+                      spacing=plan.spacing, seed=seed)
     progress(f"[demo] phantoms written in {time.perf_counter() - t0:.1f} s")
     cfg = ExperimentConfig(points=plan.points, slices=plan.slices, samples=plan.samples, n_test=plan.n_test,
-                           seed=seed, train=TrainConfig(device=device, seed=seed, **plan.train))
+                           ablation=plan.ablation, seed=seed,
+                           train=TrainConfig(device=device, seed=seed, **plan.train))
     notes = [f"demo mode '{mode}': {plan.phantoms} phantoms, {plan.n_test} held out; wall time is printed by "
              f"the command"]
     exp = run_experiment(out / "data" / "DATASET.json", out, cfg, progress=lambda m: progress(f"[demo] {m}"),

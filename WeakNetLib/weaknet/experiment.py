@@ -8,7 +8,8 @@ Protocol (seeded, so a rerun gives the same numbers on the same device):
 2. Points (Weak-Net): N points on each annotated case's true surface
    (:func:`weaknet.annotate.simulate_points`), fitted to templates (:func:`weaknet.template.fit_template`);
    Weak-Net trains on the templates. *Template alone* = the same annotation of N points on each *test*
-   case, its template taken as the segmentation.
+   case, its template taken as the segmentation. With ``ablation``, a second net trains on the same
+   templates with λ = 0 (cross-entropy only), isolating what the reconstruction term adds.
 3. Slices (baseline): S random slices per annotated case, fully labelled; a U-Net trains on them.
 4. Full: every voxel labelled.
 5. Each model predicts the test cases; IoU, Dice, HD95 and mean surface distance against the truth.
@@ -35,7 +36,7 @@ from .metrics import evaluate, iou
 from .realdata import labelled_cases
 from .volume import Volume, read_volume, write_volume
 
-METHODS = ("template", "weaknet", "slices", "full")
+METHODS = ("template", "weaknet", "weaknet0", "slices", "full")
 
 
 @dataclass
@@ -48,13 +49,15 @@ class ExperimentConfig:
     samples: list[int] | None = None
     n_test: int | None = None
     full: bool = True
+    ablation: bool = False  # also train on the same templates with λ = 0 (CE only, no reconstruction)
     jitter_mm: float = 0.0
     seed: int = 0
     train: object = None  # weaknet.train.TrainConfig; default built in run_experiment
 
     def validate(self, n_cases: int) -> None:
         if any(n < 4 for n in self.points):
-            raise InputError(f"points per sample must be ≥ 4 (a template needs 4 non-coplanar points): {self.points}")
+            raise InputError(f"points per sample must be ≥ 4 (a template needs 4 non-coplanar points): "
+                             f"{self.points}")
         if any(s < 1 for s in self.slices):
             raise InputError(f"slices per sample must be ≥ 1: {self.slices}")
         if n_cases < 2:
@@ -160,8 +163,12 @@ class Experiment:
             efforts.append(effort_percent(points_effort(n), self._full[c.name]))
         self.progress(f"Weak-Net P={len(train_cases)} N={n}: templates fitted, training-template IoU "
                       f"{np.mean(t_ious):.3f}; training ...")
-        self._train_and_score("weaknet", train_cases, n, entries, float(np.mean(efforts)), run,
-                              extra={"train_template_iou": float(np.mean(t_ious))})
+        extra = {"train_template_iou": float(np.mean(t_ious))}
+        self._train_and_score("weaknet", train_cases, n, entries, float(np.mean(efforts)), run, extra=extra)
+        if self.config.ablation and self.train_config.lambda_ > 0:
+            self.progress(f"ablation P={len(train_cases)} N={n}: the same templates, λ = 0; training ...")
+            self._train_and_score("weaknet0", train_cases, n, entries, float(np.mean(efforts)),
+                                  run.with_name(run.name + "_lambda0"), extra=extra)
 
     def _slices(self, train_cases: list[Labelled], s: int) -> None:
         run = self.output / "runs" / f"slices_P{len(train_cases)}_S{s}"
@@ -192,10 +199,12 @@ class Experiment:
         from .predict import load_model, predict_volume
         from .train import train
 
-        supervision = {"weaknet": "weak", "slices": "slices", "full": "full"}[method]
+        supervision = {"weaknet": "weak", "weaknet0": "weak", "slices": "slices", "full": "full"}[method]
         ds_path = write_dataset(run / "DATASET.json", name=f"{self.dataset.name}-{run.name}",
                                 modality=self.dataset.modality, training=entries)
         cfg = replace(self.train_config, supervision=supervision, seed=self.config.seed)
+        if method == "weaknet0":
+            cfg = replace(cfg, lambda_=0.0)
         t0 = time.perf_counter()
         model_dir = run / "model"
         if not (model_dir / "model.json").exists() or not (model_dir / "model.safetensors").exists():
@@ -206,14 +215,15 @@ class Experiment:
         for c in self.test:
             mask, _ = predict_volume(model, c.image)
             scores.append(self._score(method, len(train_cases), param, c, mask.array, effort, seconds, extra))
-        self.progress(f"  {method} P={len(train_cases)} {'N' if method == 'weaknet' else 'S'}={param}: "
+        self.progress(f"  {method} P={len(train_cases)} {'S' if method == 'slices' else 'N'}={param}: "
                       f"test IoU {np.mean(scores):.3f} ± {np.std(scores):.3f} (trained in {seconds:.0f} s)")
 
     def _score(self, method: str, p: int, param: int, c: Labelled, mask: np.ndarray, effort: float,
                seconds: float, extra: dict | None = None) -> float:
         m = evaluate(mask, c.label.array, c.label.geometry)
         self.predictions[(method, p, param, c.name)] = np.asarray(mask, np.uint8)
-        self.rows.append({"method": method, "samples": p, "points": param if method in ("template", "weaknet") else "",
+        points = param if method in ("template", "weaknet", "weaknet0") else ""
+        self.rows.append({"method": method, "samples": p, "points": points,
                           "slices": param if method == "slices" else "", "case": c.name, **m,
                           "effort_pct": effort, "train_seconds": round(seconds, 1), **(extra or {})})
         return m["iou"]

@@ -16,10 +16,11 @@ import numpy as np
 #: The paper's reported Weak-Net IoU as a fraction of full supervision's, for comparison.
 PAPER_RATIO_TO_FULL = "92–97%"
 
-LABELS = {"template": "Template (ASM) alone", "weaknet": "Weak-Net (points)", "slices": "U-Net on slices",
-          "full": "Full supervision"}
-COLOURS = {"truth": "#00d000", "template": "#ffd000", "weaknet": "#ff2020", "slices": "#30a0ff",
-           "full": "#ff40ff"}
+LABELS = {"template": "Template (ASM) alone", "weaknet": "Weak-Net (points)",
+          "weaknet0": "Weak-Net λ=0 (CE only)", "slices": "U-Net on slices", "full": "Full supervision"}
+COLOURS = {"truth": "#00d000", "template": "#ffd000", "weaknet": "#ff2020", "weaknet0": "#ff9000",
+           "slices": "#30a0ff", "full": "#ff40ff"}
+ORDER = ("template", "weaknet", "weaknet0", "slices", "full")
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -29,7 +30,7 @@ def summarize(rows: list[dict]) -> list[dict]:
     for r in rows:
         groups[(r["method"], r["samples"], r["points"], r["slices"])].append(r)
     full_iou = {k[1]: np.mean([r["iou"] for r in g]) for k, g in groups.items() if k[0] == "full"}
-    order = {m: i for i, m in enumerate(("template", "weaknet", "slices", "full"))}
+    order = {m: i for i, m in enumerate(ORDER)}
     out = []
     for (method, p, n, s), g in sorted(groups.items(), key=lambda kv: (order[kv[0][0]], kv[0][1],
                                                                         kv[0][2] or 0, kv[0][3] or 0)):
@@ -40,7 +41,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                "dice_mean": float(np.mean([r["dice"] for r in g])),
                "hd95_mm": float(np.nanmean([r["hd95_mm"] for r in g])) if _any_finite(g, "hd95_mm") else math.nan,
                "msd_mm": float(np.nanmean([r["msd_mm"] for r in g])) if _any_finite(g, "msd_mm") else math.nan,
-               "ratio_to_full": float(ious.mean() / full_iou[p]) if method != "full" and full_iou.get(p) else math.nan,
+               "ratio_to_full": (float(ious.mean() / full_iou[p]) if method != "full" and full_iou.get(p)
+                                 else math.nan),
                "train_template_iou": float(g[0].get("train_template_iou", math.nan)),
                "train_seconds": float(g[0]["train_seconds"])}
         out.append(row)
@@ -195,10 +197,11 @@ def plot_overlay(image: np.ndarray, spacing, masks: dict[str, np.ndarray], path:
     j = int(np.argmax(truth.sum(axis=(0, 2))))
     lo, hi = np.percentile(image, [1, 99])
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.2), dpi=90)
-    views = [("axial", lambda a: a[k], spacing[1] / spacing[0]), ("coronal", lambda a: a[:, j], spacing[2] / spacing[0])]
+    views = [("axial", lambda a: a[k], spacing[1] / spacing[0]),
+             ("coronal", lambda a: a[:, j], spacing[2] / spacing[0])]
     for ax, (name, cut, aspect) in zip(axes, views):
-        ax.imshow(cut(image), cmap="gray", vmin=lo, vmax=hi, aspect=aspect, origin="lower" if name == "coronal" else "upper",
-                  interpolation="nearest")
+        ax.imshow(cut(image), cmap="gray", vmin=lo, vmax=hi, aspect=aspect, interpolation="nearest",
+                  origin="lower" if name == "coronal" else "upper")
         for key, m in masks.items():
             sl = cut(m)
             if sl.any():
@@ -221,8 +224,8 @@ def plot_overlay(image: np.ndarray, spacing, masks: dict[str, np.ndarray], path:
 def headline(summary: list[dict], n_points: int | None = None) -> dict:
     """The comparison at one N (default: the N closest to 25) and the largest P.
 
-    {'N', 'P', 'template', 'weaknet', 'weaknet_effort', 'train_template', 'full', 'ratio',
-     'slices': [(S, IoU, effort %)]} — IoUs are test means.
+    {'N', 'P', 'template', 'weaknet', 'weaknet_effort', 'train_template', 'full', 'ratio', 'ablation',
+     'slices': [(S, IoU, effort %)]} — IoUs are test means; 'ablation' is the λ = 0 net (NaN if not run).
     """
     wk = [r for r in summary if r["method"] == "weaknet"]
     if not wk:
@@ -233,9 +236,11 @@ def headline(summary: list[dict], n_points: int | None = None) -> dict:
     w = next(r for r in wk if r["samples"] == p and r["points"] == n)
     t = next((r for r in summary if r["method"] == "template" and r["points"] == n), None)
     f = next((r for r in summary if r["method"] == "full" and r["samples"] == p), None)
+    a = next((r for r in summary if r["method"] == "weaknet0" and r["samples"] == p and r["points"] == n), None)
     return {"N": n, "P": p, "weaknet": w["iou_mean"], "weaknet_effort": w["effort_pct"],
             "train_template": w["train_template_iou"], "template": t["iou_mean"] if t else math.nan,
             "full": f["iou_mean"] if f else math.nan, "ratio": w["ratio_to_full"],
+            "ablation": a["iou_mean"] if a else math.nan,
             "slices": [(r["slices"], r["iou_mean"], r["effort_pct"]) for r in summary
                        if r["method"] == "slices" and r["samples"] == p]}
 
@@ -256,6 +261,9 @@ def verdict(h: dict) -> list[str]:
     if not math.isnan(h["ratio"]):
         out.append(f"Weak-Net reaches {100 * h['ratio']:.0f}% of full supervision's IoU ({h['full']:.3f}); "
                    f"the paper reports {PAPER_RATIO_TO_FULL}")
+    if not math.isnan(h.get("ablation", math.nan)):
+        out.append(f"ablation: the same templates with λ = 0 (no reconstruction term) give IoU {h['ablation']:.3f} "
+                   f"vs {h['weaknet']:.3f} with it")
     return out
 
 
@@ -282,9 +290,9 @@ def write_report(exp, overlays: bool = True, max_overlays: int = 4, title: str =
         s_min = min((s for s, _, _ in h["slices"]), default=None)
         for c in exp.test[:max_overlays]:
             masks = {"truth": c.label.array}
-            for key, method, p, param in (("template", "template", 0, h["N"]), ("weaknet", "weaknet", h["P"], h["N"]),
-                                          ("slices", "slices", h["P"], s_min), ("full", "full", h["P"], 0)):
-                m = exp.predictions.get((method, p, param, c.name))
+            for key, p, param in (("template", 0, h["N"]), ("weaknet", h["P"], h["N"]), ("weaknet0", h["P"], h["N"]),
+                                  ("slices", h["P"], s_min), ("full", h["P"], 0)):
+                m = exp.predictions.get((key, p, param, c.name))
                 if m is not None:
                     masks[key] = m
             overlay_files.append(plot_overlay(c.image.array, c.image.geometry.spacing, masks,
@@ -304,7 +312,9 @@ def _write_html(path: Path, title: str, exp, summary, checks, has_iso: bool, ove
              for r in rows]
     cfg = exp.config
     tc = exp.train_config
-    imgs = ['<img src="iou_vs_effort.png" alt="IoU vs effort">'] + (['<img src="iso_iou.png" alt="iso-IoU">'] if has_iso else [])
+    imgs = ['<img src="iou_vs_effort.png" alt="IoU vs effort">']
+    if has_iso:
+        imgs.append('<img src="iso_iou.png" alt="iso-IoU">')
     ov = "".join(f'<figure><img src="overlays/{p.name}" alt="{html.escape(p.stem)}"></figure>' for p in overlay_files)
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -325,8 +335,8 @@ Training: {tc.epochs} epochs × {tc.steps_per_epoch} steps, patch {list(tc.patch
 (averaged over the three planes). The paper reports Weak-Net at {PAPER_RATIO_TO_FULL} of full supervision.</p>
 <ul class="checks">{''.join(f'<li>{html.escape(c)}</li>' for c in checks + notes)}</ul>
 <h2>IoU vs effort</h2>{''.join(imgs)}
-<h2>Overlays</h2><p>Green: truth; yellow dashed: template from N points; red: Weak-Net; blue: U-Net on slices;
-magenta: full supervision.</p>{ov}
+<h2>Overlays</h2><p>Green: truth; yellow dashed: template from N points; red: Weak-Net; orange: Weak-Net with
+λ = 0 (ablation); blue: U-Net on slices; magenta: full supervision.</p>{ov}
 <p>Files: <a href="results.csv">results.csv</a> (per case), <a href="summary.csv">summary.csv</a>,
 <a href="summary.md">summary.md</a>; trained models and datasets under <code>runs/</code>.</p>
 </body></html>

@@ -63,6 +63,8 @@ def add_parser(sub):
     p.add_argument("--samples", type=_ints, help="annotated training cases P (default: all non-test cases)")
     p.add_argument("--test", type=int, help="held-out test cases (default: a quarter)")
     p.add_argument("--no-full", action="store_true", help="skip the full-supervision reference")
+    p.add_argument("--ablation", action="store_true",
+                   help="also train on the same templates with λ = 0 (what the reconstruction term adds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--phantoms", type=int, default=16, help="with --dataset phantoms: how many (default 16)")
     p.add_argument("--modality", default="CT", choices=["CT", "MRI", "EM"], help="with --dataset phantoms")
@@ -101,7 +103,7 @@ def run(args) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     dataset = resolve_dataset(args.dataset, args.output, args)
     cfg = ExperimentConfig(points=args.points, slices=args.slices, samples=args.samples, n_test=args.test,
-                           full=not args.no_full, seed=args.seed, train=train_config(args))
+                           full=not args.no_full, ablation=args.ablation, seed=args.seed, train=train_config(args))
     exp = run_experiment(dataset, args.output, cfg, progress=lambda m: print(m, flush=True))
     print()
     print(table_text(exp.report["summary"]))
