@@ -202,24 +202,3 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         page.wait_state("status", "v.includes('Object 2: template fitted')")
         server.check_alive()
 
-
-def test_sample_layouts_window(tmp_path, browser):
-    """The built-in phantom opens at start (--sample), layouts switch, the window slider changes the image."""
-    root = tmp_path / "data"
-    with testing.running_server(root, sample=True, log_path=tmp_path / "server.log") as server:
-        page = server.open_page(browser)
-        assert page.state("volume_name") == "samples/phantom_bean.nrrd"
-        assert (root / "samples" / "phantom_bean.nrrd").is_file()
-        page.rerender()
-        lo, hi = page.state("wl_range")
-        shown = page.screenshot_view("Red").mean()
-        page.set_state("wl_min_max", [lo, lo + 0.05 * (hi - lo)])  # narrow window at the bottom: brighter
-        page.rerender()
-        brighter = page.screenshot_view("Red").mean()
-        assert brighter > shown + 20, (shown, brighter)
-        page.set_state("layout_name", "Axial only")
-        page.wait_frames(page.trigger("weaknet_render"), views=["Red"])
-        assert page.page.locator('[data-view="Green"]').count() == 0
-        page.set_state("layout_name", "Four-up")
-        page.wait_frames(page.trigger("weaknet_render"), views=["Red", "Green", "Yellow", "ThreeD"])
-        server.check_alive()

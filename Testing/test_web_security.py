@@ -125,7 +125,24 @@ def test_browser_errors_shown_server_survives(root, tmp_path):
         assert "exceeds the allocation limit" in log.read_text(errors="replace")
         assert not list((root / "uploads").glob("huge*"))
         server.check_alive()
-        server.open_page(browser).rerender()  # a new tab is served as before
+        page = server.open_page(browser)  # a new tab is served as before
+        page.rerender()
+
+        # the built-in phantom, layouts and the window slider still work
+        page.page.locator('[data-testid="open-sample"]').click()
+        page.wait_state("volume_name", "v === 'samples/phantom_bean.nrrd'")
+        assert (root / "samples" / "phantom_bean.nrrd").is_file()
+        page.rerender()
+        lo, hi = page.state("wl_range")
+        shown = page.screenshot_view("Red").mean()
+        page.set_state("wl_min_max", [lo, lo + 0.05 * (hi - lo)])  # narrow window at the bottom: brighter
+        page.rerender()
+        assert page.screenshot_view("Red").mean() > shown + 20
+        page.set_state("layout_name", "Axial only")
+        page.wait_frames(page.trigger("weaknet_render"), views=["Red"])
+        assert page.page.locator('[data-view="Green"]').count() == 0
+        page.set_state("layout_name", "Four-up")
+        page.wait_frames(page.trigger("weaknet_render"), views=["Red", "Green", "Yellow", "ThreeD"])
         server.check_alive()
     assert f"at {server.url}" in (tmp_path / "server.log").read_text()  # `weaknet app` printed its URL
 
