@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoint import (CHECKPOINT, LOG, MODEL_FORMAT, MODEL_JSON, WEIGHTS, ModelError, append_log,
@@ -26,6 +27,9 @@ from .device import autocast, resolve_device
 from .errors import InputError
 from .loss import weaknet_loss
 from .nets import WeakNetPair
+from .normalize import Normalization
+from .patches import PatchSampler
+from .prepare import prepare
 
 Progress = Callable[[dict], None]
 __all__ = ["TrainConfig", "train"]
@@ -89,8 +93,6 @@ def train(dataset: Dataset | str | Path, output_dir: str | Path, config: TrainCo
     resume: continue from ``output_dir``'s checkpoint with its stored settings (only ``epochs`` and
     ``device`` are taken from ``config``).
     """
-    from .prepare import prepare
-
     config = config or TrainConfig()
     out = Path(output_dir)
     ds = dataset if isinstance(dataset, Dataset) else read_dataset(dataset)
@@ -108,14 +110,10 @@ def train(dataset: Dataset | str | Path, output_dir: str | Path, config: TrainCo
     emit = progress if (progress is not None and rank == 0) else (lambda e: None)
 
     stored_prep = json.loads(state["preprocessing"]) if state is not None else {}
-    from .normalize import Normalization
-
     prepared = prepare(ds, config.supervision, config.boundary_distance, config.weight_near, config.weight_far,
                        cache_dir=out / "template_cache", spacing=stored_prep.get("spacing"),
                        normalization=Normalization.from_dict(stored_prep["normalization"])
                        if stored_prep else None)
-    from .patches import PatchSampler
-
     sampler = PatchSampler(prepared.training, config.patch, config.batch_size, config.foreground_fraction,
                            config.augment)
 
@@ -153,8 +151,6 @@ def train(dataset: Dataset | str | Path, output_dir: str | Path, config: TrainCo
 
     emit({"event": "start", "epochs": config.epochs, "start_epoch": start_epoch,
           "steps_per_epoch": config.steps_per_epoch})
-    from tqdm.auto import tqdm
-
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         pair.train()
@@ -165,7 +161,7 @@ def train(dataset: Dataset | str | Path, output_dir: str | Path, config: TrainCo
         for step, batch in enumerate(bar):
             if cancel is not None and cancel.is_set():
                 bar.close()
-                emit({"event": "cancelled", "epoch": epoch})
+                emit({"event": "cancelled", "epoch": epoch + 1})
                 return out
             x = torch.from_numpy(batch.image).to(device)
             y = torch.from_numpy(batch.target).to(device)
