@@ -39,7 +39,9 @@ def serve(*, data_root: str | Path, volume: str | None = None, host: str = "127.
           sample: bool = False, max_upload_mb: float = 512.0, volume_rendering: bool | None = None) -> int:
     """Run the app until interrupted. ``volume`` is relative to ``data_root``; ``port`` 0 picks a free one.
 
-    ``volume_rendering`` None: on with a GPU, off with a software OpenGL renderer. Prints
+    ``volume_rendering`` None: on with a GPU, off with a software OpenGL renderer. Run it with
+    ``OPENBLAS_NUM_THREADS=1`` (``weaknet app`` sets it): a multi-threaded OpenBLAS on a busy machine makes
+    each template fit from scratch take seconds instead of ~0.1 s. Prints
     ``weaknet app: serving DATA_ROOT at URL`` (flushed) once the port is chosen.
     """
     logging.basicConfig(level=os.environ.get("WEAKNET_LOG", "WARNING"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -50,6 +51,10 @@ def resolve_paths(volume: str | None, data_root: str | None) -> tuple[Path, str 
 
 
 def run(args) -> int:
+    # numpy/scipy's OpenBLAS, multi-threaded on a busy machine, made the ASM's banded Cholesky take 15 s
+    # instead of 0.1 s (2 shared cores): the interactive server's small solves run single-threaded. Set
+    # before numpy loads; torch (training runs in a child process) has its own thread pool.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         from weaknet_web.server import serve
     except ImportError as exc:
