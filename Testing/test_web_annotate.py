@@ -21,9 +21,9 @@ from weaknet.volume import read_volume, write_volume
 testing = pytest.importorskip("weaknet_web.testing")
 
 pytestmark = pytest.mark.slow
-# 18 clicks (1 coronal, 1 sagittal, 3 axial planes): measured IoU 0.55 for the live (warm-started) fit and
-# 0.60 after "Re-fit" (from scratch); see docs/web.md. Both must exceed the floor.
-IOU_FLOOR = 0.45
+# 15 clicks (1 coronal, 1 sagittal, 3 axial planes): measured IoU 0.63 for the live (warm-started) fit and
+# 0.63 after "Re-fit" (from scratch); see docs/web.md. Both must exceed the floor.
+IOU_FLOOR = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +75,16 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         assert page.state("vr_enabled") is (not software)
         before = page.screenshot_view("Red")
         z = testing.axial_offsets(phantom.label, [0.5, 0.8, 0.2])
-        plan = [("Green", None, 3), ("Yellow", None, 3), ("Red", z[0], 4), ("Red", z[1], 4), ("Red", z[2], 4)]
+        plan = [("Green", None, 3), ("Yellow", None, 3), ("Red", z[0], 3), ("Red", z[1], 3), ("Red", z[2], 3)]
         clicked = testing.click_surface(page, phantom.label, plan)
         debug = page.debug()
 
         # the session's points are the clicks (RAS), within a voxel
         points = np.array(debug["points_ras"]["Object 1"])
-        assert points.shape == (18, 3)
+        assert points.shape == (15, 3)
         assert np.linalg.norm(points - clicked, axis=1).max() < min(phantom.image.geometry.spacing)
-        assert page.state("n_points") == 18 and page.state("effort") == 18
-        assert "18 points · effort 18 clicks" in page.page.locator('[data-testid="point-count"]').inner_text()
+        assert page.state("n_points") == 15 and page.state("effort") == 15
+        assert "15 points · effort 15 clicks" in page.page.locator('[data-testid="point-count"]').inner_text()
 
         # the template, exported from the page as a labelmap, overlaps the phantom
         label_path = data_root / page.state("label_file")
@@ -100,7 +100,7 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         template = read_volume(label_path)
         assert template.geometry.matches(phantom.label.geometry)
         score = iou(template.array > 0, phantom.label.array > 0)
-        print(f"template IoU with the phantom after 18 clicks: live fit {live:.3f}, re-fitted {score:.3f}")
+        print(f"template IoU with the phantom after 15 clicks: live fit {live:.3f}, re-fitted {score:.3f}")
         assert live > IOU_FLOOR and score > IOU_FLOOR
 
         # the overlay is drawn along the template's outline in the axial view (and was not before)
@@ -116,18 +116,18 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
 
         # a second tab shows the same session, gets its own frames, and its edits reach the first tab
         page2 = server.open_page(browser)
-        assert page2.state("n_points") == 18
+        assert page2.state("n_points") == 15
         page2.rerender()
         page2.page.locator('[data-testid="undo"]').click()
-        page.wait_state("n_points", "v === 17")
+        page.wait_state("n_points", "v === 14")
         page.page.locator('[data-testid="undo"]').click()
-        page2.wait_state("n_points", "v === 16")
+        page2.wait_state("n_points", "v === 13")
         page.wait_frames()
         page2.wait_frames()
         autosave = data_root / "annotations" / "phantom"
         meta = json.loads((autosave / "session.json").read_text())
-        assert meta["objects"][0]["point_count"] == 16
-        assert np.allclose(lps_to_ras(read_points(autosave / meta["objects"][0]["points"])), points[:16], atol=1e-3)
+        assert meta["objects"][0]["point_count"] == 13
+        assert np.allclose(lps_to_ras(read_points(autosave / meta["objects"][0]["points"])), points[:13], atol=1e-3)
         server.check_alive()
 
 

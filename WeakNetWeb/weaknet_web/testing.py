@@ -57,7 +57,7 @@ class ServerProcess:
     def _start_once(self, timeout: float) -> "ServerProcess":
         port = free_port()
         self.url = f"http://127.0.0.1:{port}/"
-        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._log = open(self.log_path, "a")
         self._log_start = self._log.tell()
         self.proc = subprocess.Popen([sys.executable, "-m", "weaknet", "app", *self.args, "--port", str(port)],
