@@ -53,6 +53,11 @@ def test_round_trip_keeps_oblique_anisotropic_geometry(tmp_path):
         (30, 9, 5), ph.image.geometry.spacing, ph.image.geometry.origin, ph.image.geometry.direction_matrix))
     m2, p2 = predict_volume(model, small, gamma=0.9, device="cpu")
     assert m2.array.shape == (5, 9, 30) and np.array_equal(m2.array, (p2.array >= 0.9).astype(np.uint8))
+    # a folder of images -> a folder of masks under the same names
+    assert main(["predict", "--model", str(model), "--image", str(tmp_path / "data"), "--output",
+                 str(tmp_path / "masks"), "--device", "cpu"]) == 0
+    names = sorted(p.name for p in (tmp_path / "data").glob("*.nii.gz"))
+    assert sorted(p.name for p in (tmp_path / "masks").iterdir()) == names
 
 
 def _interrupt_at(epoch: int, step: int):
