@@ -15,7 +15,7 @@ def add_parser(sub):
     p.add_argument("--output", required=True, help="mask to write (.nii.gz, .nrrd, .seg.nrrd, .mha)")
     p.add_argument("--mesh", help="also write the fitted mesh in LPS mm (.vtp, .vtk, .stl, .obj, .ply)")
     p.add_argument("--iterations", type=int, default=None,
-                   help="fitting iterations from scratch (default: the model's own, 80)")
+                   help="semi-implicit steps of each of the two fitting passes (default 60)")
     p.add_argument("--subdivisions", type=int, default=4,
                    help="icosphere subdivisions of the template: 4 = 2,562 vertices (default), 5 = 10,242")
     return p
