@@ -56,6 +56,7 @@ def _model_json(config: TrainConfig, prepared, dataset: Dataset, epochs_done: in
             "config": config.to_dict(), "net": config.net.to_dict(), "modality": dataset.modality,
             "normalization": prepared.normalization.to_dict(),
             "spacing": list(prepared.spacing) if prepared.spacing else None,
+            "training_spacing": np.median([c.geometry.spacing for c in prepared.training], axis=0).tolist(),
             "lambda": config.lambda_, "gamma": config.gamma, "boundary_distance_mm": config.boundary_distance,
             "dataset": dataset.name, "labels": dataset.labels, "epochs_done": epochs_done,
             "last_val_iou": val_iou}

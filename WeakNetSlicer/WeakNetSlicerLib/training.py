@@ -206,7 +206,7 @@ def start_training(dataset: str | Path, output_dir: str | Path, **config) -> Tra
 
 def model_warnings(model_dir: str | Path, volume_node, modality: str | None = None) -> list[str]:
     """Reasons to distrust a model on this volume: another modality, or a spacing far from the one it was
-    trained at (known when model.json records a training spacing)."""
+    trained at (model.json's ``training_spacing``, median over the training cases)."""
     from weaknet.checkpoint import read_model_json
 
     info = read_model_json(Path(model_dir))
@@ -215,7 +215,7 @@ def model_warnings(model_dir: str | Path, volume_node, modality: str | None = No
     if modality and trained and normalize_modality(modality) != trained:
         out.append(f"the model was trained on {trained} images, this volume is {normalize_modality(modality)}: "
                    "expect a poor segmentation")
-    model_spacing = info.get("spacing")
+    model_spacing = info.get("training_spacing") or info.get("spacing")
     if model_spacing:
         spacing = np.asarray(nodes.volume_geometry(volume_node).spacing)
         ratio = spacing / np.asarray(model_spacing, dtype=float)
