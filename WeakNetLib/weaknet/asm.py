@@ -24,6 +24,8 @@ shape), and is redone with a weaker pull if it folds. An update after a click re
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cholesky_banded
@@ -141,6 +143,30 @@ class BandedSolver:
         return x[self._inverse].astype(np.float64)
 
 
+@lru_cache(maxsize=8)
+def _operators(subdivisions: int, alpha: float, beta: float, taus: tuple[float, ...]):
+    """Template mesh and its prefactorised systems, shared by every :class:`ActiveSurface` with the same
+    settings (they depend on the mesh and the stiffness only, never on the points), so that a new surface
+    (first fit, re-fit, undo, another object) costs no factorisation. Read-only after construction.
+
+    Returns unit-sphere vertices (V, 3), faces (F, 3), one :class:`BandedSolver` per stiffness level and
+    the (V, F) vertex-face incidence used for area-weighted vertex normals.
+    """
+    unit, faces = mesh.icosphere(subdivisions)
+    n = len(unit)
+    adj = mesh.adjacency(faces, n)
+    degree = np.asarray(adj.sum(axis=1)).ravel()
+    lap = (sp.diags(degree) - adj) / degree.mean()  # symmetric graph Laplacian, ≈ the umbrella operator
+    stiffness = alpha * lap + beta * (lap @ lap)
+    solvers = tuple(BandedSolver(sp.identity(n) + t * stiffness) for t in taus)
+    rows = faces.ravel()
+    cols = np.repeat(np.arange(len(faces)), 3)
+    incidence = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(faces)))
+    unit.setflags(write=False)
+    faces.setflags(write=False)
+    return unit, faces, solvers, incidence
+
+
 class ActiveSurface:
     """A template mesh fitted to clicked surface points (LPS mm).
 
@@ -164,17 +190,8 @@ class ActiveSurface:
                  pull: float = 8.0, normal_pull: float = 0.1, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
                  passes: int = 2) -> None:
-        self.unit, self.faces = mesh.icosphere(subdivisions)
-        n = len(self.unit)
-        adj = mesh.adjacency(self.faces, n)
-        degree = np.asarray(adj.sum(axis=1)).ravel()
-        lap = (sp.diags(degree) - adj) / degree.mean()  # symmetric graph Laplacian, ≈ the umbrella operator
-        stiffness = alpha * lap + beta * (lap @ lap)
-        self._solvers = [BandedSolver(sp.identity(n) + t * stiffness) for t in taus]
-        # (V, F) incidence: vertex normal = sum of adjacent area-weighted face normals
-        rows = self.faces.ravel()
-        cols = np.repeat(np.arange(len(self.faces)), 3)
-        self._incidence = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(self.faces)))
+        self.unit, self.faces, self._solvers, self._incidence = _operators(
+            int(subdivisions), float(alpha), float(beta), tuple(float(t) for t in taus))
         self.iterations = iterations
         self.update_iterations = update_iterations
         self.pull = pull
