@@ -73,7 +73,7 @@ def test_ras_markups_fcsv_and_csv_give_the_same_mask(case, capsys):
            "markups": [{"type": "Fiducial", "coordinateSystem": "RAS", "controlPoints": [
                {"id": str(i), "label": f"F-{i}", "position": p.tolist(), "positionStatus": "defined"}
                for i, p in enumerate(ras)]}]}
-    (root / "ras.mrk.json").write_text(json.dumps(doc))
+    (root / "ras.mrk.json").write_text(json.dumps(doc), encoding="utf-8")
     # Slicer .fcsv without a CoordinateSystem header: RAS
     (root / "legacy.fcsv").write_text("# Markups fiducial file version = 4.6\n"
                                       "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID\n"
@@ -136,7 +136,7 @@ def test_bad_points_exit_2_with_one_line(case, capsys, name):
 
 def _markups(root, name, doc):
     path = root / name
-    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc), encoding="utf-8")
     return path
 
 

@@ -45,7 +45,7 @@ def test_mrk_json_skips_undefined_points_and_reads_point_lists(tmp_path):
     doc["markups"][0]["type"] = "PointList"
     doc["markups"][0]["controlPoints"][2]["positionStatus"] = "missing"
     path = tmp_path / "p.mrk.json"
-    path.write_text(json.dumps(doc))
+    path.write_text(json.dumps(doc), encoding="utf-8")
     assert np.allclose(read_points(path), np.delete(LPS, 2, axis=0))
 
 
@@ -57,14 +57,14 @@ COLUMNS = "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNo
 @pytest.mark.parametrize("header", ["", "# CoordinateSystem = RAS\n", "# CoordinateSystem = 0\n"])
 def test_fcsv_ras_with_or_without_header(tmp_path, header):
     path = tmp_path / "p.fcsv"
-    path.write_text("# Markups fiducial file version = 4.10\n" + header + COLUMNS + FCSV_ROWS)
+    path.write_text("# Markups fiducial file version = 4.10\n" + header + COLUMNS + FCSV_ROWS, encoding="utf-8")
     assert np.allclose(read_points(path), LPS)
 
 
 def test_fcsv_lps_header(tmp_path):
     rows = "".join(f"{i},{x!r},{y!r},{z!r},0,0,0,1,1,1,0,F-{i},,\n" for i, (x, y, z) in enumerate(LPS.tolist()))
     path = tmp_path / "p.fcsv"
-    path.write_text("# Markups fiducial file version = 4.11\n# CoordinateSystem = LPS\n" + COLUMNS + rows)
+    path.write_text("# Markups fiducial file version = 4.11\n# CoordinateSystem = LPS\n" + COLUMNS + rows, encoding="utf-8")
     assert np.allclose(read_points(path), LPS)
 
 
@@ -103,7 +103,7 @@ BAD = {
 def test_bad_point_files(tmp_path, name):
     text, expected = BAD[name]
     path = tmp_path / name
-    path.write_text(text)
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(InputError, match=expected) as err:
         read_points(path)
     assert name in str(err.value) and "\n" not in str(err.value)

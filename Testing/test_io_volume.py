@@ -89,7 +89,7 @@ def test_bad_volumes_raise_one_line(tmp_path):
     with pytest.raises(InputError, match="scalar volume"):
         read_volume(tmp_path / "rgb.nrrd")
     (tmp_path / "nodicom").mkdir()
-    (tmp_path / "nodicom" / "notes.txt").write_text("hello")
+    (tmp_path / "nodicom" / "notes.txt").write_text("hello", encoding="utf-8")
     with pytest.raises(InputError, match="no DICOM series"):
         read_volume(tmp_path / "nodicom")
 

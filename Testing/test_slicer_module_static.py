@@ -43,7 +43,7 @@ NAME_SUFFIX_CLASSES = [("CollapsibleButton", {"ctkCollapsibleButton"}), ("Direct
 
 @pytest.fixture(scope="module")
 def tree() -> ast.Module:
-    return ast.parse(MODULE_FILE.read_text(), str(MODULE_FILE))
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), str(MODULE_FILE))
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_names_imported_from_the_bridge_exist(tree):
 def test_bridge_imports_only_slicer_core_vtk_numpy_weaknet():
     allowed = {"slicer", "vtk", "numpy", "weaknet"} | set(sys.stdlib_module_names)
     for path in sorted((MODULE_DIR / "WeakNetSlicerLib").glob("*.py")):
-        bad = [m for m, _ in _imports(ast.parse(path.read_text())) if m.split(".")[0] not in allowed]
+        bad = [m for m, _ in _imports(ast.parse(path.read_text(encoding="utf-8"))) if m.split(".")[0] not in allowed]
         assert bad == [], f"{path.name} imports {bad} (the bridge runs without Qt, in Slicer and in slicer-core)"
 
 
@@ -128,7 +128,7 @@ def test_every_widget_named_in_the_code_exists_with_the_expected_class(tree, ui)
         expected = next(classes for suffix, classes in NAME_SUFFIX_CLASSES if name.endswith(suffix))
         assert ui[name].get("class") in expected, f"{name} is a {ui[name].get('class')}, expected {expected}"
     # how the code uses them: buttons it connects, checkable where toggled/checked, labels it writes
-    source = MODULE_FILE.read_text()
+    source = MODULE_FILE.read_text(encoding="utf-8")
     for name, signal in re.findall(r"self\.ui\.(\w+)\.connect\(\"(\w+)\(", source):
         assert ui[name].get("class") == "QPushButton" and signal in ("clicked", "toggled"), name
     for name in set(re.findall(r"self\.ui\.(\w+)\.connect\(\"toggled", source)) | \
@@ -183,14 +183,14 @@ def _cmake_list(text: str, var: str) -> list[str]:
 
 
 def test_cmake_lists_name_every_source_and_resource_file():
-    top = (ROOT / "CMakeLists.txt").read_text()
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for needle in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(WeakNetSlicer)",
                    "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert needle in top
     for meta in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
         assert re.search(rf"set\(EXTENSION_{meta} \"[^\"]+\"\)", top), meta
     assert "WeakNetLib/weaknet/*.py" in top  # the library ships inside the extension
-    module = (MODULE_DIR / "CMakeLists.txt").read_text()
+    module = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     scripts = set(_cmake_list(module, "MODULE_PYTHON_SCRIPTS"))
     resources = set(_cmake_list(module, "MODULE_PYTHON_RESOURCES"))
     on_disk_scripts = {p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py")
@@ -206,13 +206,13 @@ def test_cmake_lists_name_every_source_and_resource_file():
 
 def test_nothing_pip_installs_vtk_or_simpleitk_into_slicer():
     for req in (MODULE_DIR / "Resources").glob("requirements*.txt"):
-        assert not NEVER_INTO_SLICER.search(req.read_text()), req
-    bridge = tomllib.loads((MODULE_DIR / "pyproject.toml").read_text())["project"]
+        assert not NEVER_INTO_SLICER.search(req.read_text(encoding="utf-8")), req
+    bridge = tomllib.loads((MODULE_DIR / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert bridge["dependencies"] == [] and bridge["name"] == "weaknet-slicer"
-    lib = tomllib.loads((ROOT / "WeakNetLib" / "pyproject.toml").read_text())["project"]
+    lib = tomllib.loads((ROOT / "WeakNetLib" / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert not [d for d in lib["dependencies"] if NEVER_INTO_SLICER.search(d)], lib["dependencies"]
     assert any(NEVER_INTO_SLICER.search(d) for d in lib["optional-dependencies"]["standalone"])
-    source = MODULE_FILE.read_text()
+    source = MODULE_FILE.read_text(encoding="utf-8")
     installs = re.findall(r"pip_install\((.*?)\)", source)
     assert installs and not any(NEVER_INTO_SLICER.search(re.sub(r"[\[\]\"']", " ", i)) for i in installs)
     assert "--no-deps" in source  # weaknet itself never drags its standalone stack in

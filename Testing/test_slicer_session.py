@@ -192,7 +192,7 @@ def test_autosave_and_reopen(core, oblique_file, tmp_path):
     for p in points[:10]:
         _click(obj, p)
     assert (folder / "bean.mrk.json").is_file() and (folder / "templates.seg.nrrd").is_file()
-    meta = json.loads((folder / "session.json").read_text())
+    meta = json.loads((folder / "session.json").read_text(encoding="utf-8"))
     assert meta["objects"][0]["point_count"] == 10 and meta["effort"] == 10
     # a bad click is saved too (nothing the user clicked is lost)
     outside = ph.image.geometry.to_lps([[-30.0, 5.0, 5.0]])[0]
@@ -241,7 +241,7 @@ def test_saved_with_the_scene_and_resumed(core, oblique_file, tmp_path):
 def test_errors_never_lose_a_click(core, oblique_file, tmp_path):
     path, ph, points = oblique_file
     blocked = tmp_path / "not-a-folder"
-    blocked.write_text("a file where the autosave folder should be")
+    blocked.write_text("a file where the autosave folder should be", encoding="utf-8")
     session = AnnotationSession(core.scene, _load(core, path), autosave_dir=blocked / "s")
     obj = session.add_object("bean")
     for p in points[:6]:

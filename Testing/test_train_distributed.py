@@ -28,11 +28,11 @@ def test_torchrun_two_processes_gloo(tmp_path):
            "--patch", "16", "--depth", "2", "--base-channels", "4", "--device", "cpu"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
-    info = json.loads((out / MODEL_JSON).read_text())
+    info = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))
     assert info["epochs_done"] == 1
     w = load_file(out / WEIGHTS)
     assert any(k.startswith("core.") for k in w) and any(k.startswith("recon.") for k in w)
-    assert len((out / LOG).read_text().splitlines()) == 1  # only rank 0 writes
+    assert len((out / LOG).read_text(encoding="utf-8").splitlines()) == 1  # only rank 0 writes
 
 
 def _wait_for(job: TrainingJob, kind: str, timeout: float = 120.0) -> dict:
@@ -55,7 +55,7 @@ def test_training_job_reports_progress_and_cancels(tmp_path):
     assert first["epoch"] == 1 and first["ce"] > 0
     job.cancel()
     assert job.wait(60) == "cancelled"
-    done = json.loads((tmp_path / "model" / MODEL_JSON).read_text())["epochs_done"]
+    done = json.loads((tmp_path / "model" / MODEL_JSON).read_text(encoding="utf-8"))["epochs_done"]
     assert 1 <= done < 50 and (tmp_path / "model" / WEIGHTS).is_file()
     steps = [e for e in job.events if e["event"] == "step"]
     assert steps and {"loss", "ce", "wmse", "epoch", "step"} <= set(steps[0])

@@ -28,11 +28,11 @@ def test_round_trip_keeps_oblique_anisotropic_geometry(tmp_path):
     ds = phantom_dataset(tmp_path / "data", n=2, kind="full", size=(24, 20, 16), oblique=True,
                          spacings=[(1.0, 1.2, 2.0), (0.8, 0.8, 2.5), (0.9, 1.0, 2.25)], validation=True)
     model = train(ds, tmp_path / "model", tiny_config(supervision="full", epochs=1), show_progress=False)
-    info = json.loads((model / MODEL_JSON).read_text())
+    info = json.loads((model / MODEL_JSON).read_text(encoding="utf-8"))
     np.testing.assert_allclose(info["spacing"], [0.9, 1.0, 2.25], rtol=1e-6)
     assert info["config"]["supervision"] == "full"
     assert info["epochs_done"] == 1 and 0.0 <= info["last_val_iou"] <= 1.0
-    log = [json.loads(ln) for ln in (model / LOG).read_text().splitlines()]
+    log = [json.loads(ln) for ln in (model / LOG).read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in log] == [1] and {"ce", "wmse", "val_iou", "loss"} <= set(log[0])
 
     ph = make_phantom("bean", "CT", size=(30, 18, 16), spacing=(0.7, 1.3, 3.1), seed=5, oblique=True)
@@ -73,7 +73,7 @@ def test_resume_after_interrupt_reaches_the_same_weights(tmp_path):
     full = train(ds, tmp_path / "full", cfg, show_progress=False)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of epoch 3
         train(ds, tmp_path / "cut", cfg, progress=_interrupt_at(3, 2), show_progress=False)
-    assert json.loads((tmp_path / "cut" / MODEL_JSON).read_text())["epochs_done"] == 2  # only epoch 3 lost
+    assert json.loads((tmp_path / "cut" / MODEL_JSON).read_text(encoding="utf-8"))["epochs_done"] == 2  # only epoch 3 lost
     with pytest.raises(InputError, match="--resume"):  # not resuming would overwrite: refused
         train(ds, tmp_path / "cut", cfg, show_progress=False)
     train(ds, tmp_path / "cut", cfg, resume=True, show_progress=False)
@@ -81,7 +81,7 @@ def test_resume_after_interrupt_reaches_the_same_weights(tmp_path):
     assert a.keys() == b.keys() and any(k.startswith("recon.") for k in a)
     for k in a:
         assert np.array_equal(a[k].numpy(), b[k].numpy()), k
-    log = [json.loads(ln)["epoch"] for ln in (tmp_path / "cut" / LOG).read_text().splitlines()]
+    log = [json.loads(ln)["epoch"] for ln in (tmp_path / "cut" / LOG).read_text(encoding="utf-8").splitlines()]
     assert log == [1, 2, 3]
 
 
@@ -102,12 +102,12 @@ def test_slice_supervision_only_labels_the_annotated_slices(tmp_path):
 
 def test_cli_reports_bad_input_in_one_line(tmp_path, capsys):
     ds = phantom_dataset(tmp_path / "data", n=1, kind="weak")
-    doc = json.loads(ds.read_text())
+    doc = json.loads(ds.read_text(encoding="utf-8"))
 
     def run_with(entry_patch: dict, *extra) -> str:
         bad = dict(doc, training=[dict(doc["training"][0], **entry_patch)])
         p = tmp_path / "data" / "bad.json"
-        p.write_text(json.dumps(bad))
+        p.write_text(json.dumps(bad), encoding="utf-8")
         code = main(["train", "--dataset", str(p), "--output", str(tmp_path / "out"), "--epochs", "1",
                      "--device", "cpu", "--patch", "16", "--depth", "2", *extra])
         err = capsys.readouterr().err.strip()
@@ -131,11 +131,11 @@ def test_foreign_or_corrupt_model_directory_is_refused(tmp_path):
     ds = phantom_dataset(tmp_path / "data", n=1, kind="weak")
     model = train(ds, tmp_path / "model", tiny_config(), show_progress=False)
     vol = read_volume(tmp_path / "data" / "img0.nii.gz")
-    info = json.loads((model / MODEL_JSON).read_text())
+    info = json.loads((model / MODEL_JSON).read_text(encoding="utf-8"))
     (model / MODEL_JSON).write_text(json.dumps(dict(info, format=99, weaknet_version="9.0")))
     with pytest.raises(ModelError, match="format 99 written by weaknet 9.0"):
         predict_volume(model, vol, device="cpu")
-    (model / MODEL_JSON).write_text(json.dumps(info))
+    (model / MODEL_JSON).write_text(json.dumps(info), encoding="utf-8")
     ckpt = (model / CHECKPOINT).read_bytes()
     (model / CHECKPOINT).write_bytes(ckpt[: len(ckpt) // 2])
     with pytest.raises(ModelError, match="corrupt checkpoint"):

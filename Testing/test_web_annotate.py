@@ -125,7 +125,7 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         page.wait_frames()
         page2.wait_frames()
         autosave = data_root / "annotations" / "phantom"
-        meta = json.loads((autosave / "session.json").read_text())
+        meta = json.loads((autosave / "session.json").read_text(encoding="utf-8"))
         assert meta["objects"][0]["point_count"] == 13
         assert np.allclose(lps_to_ras(read_points(autosave / meta["objects"][0]["points"])), points[:13], atol=1e-3)
         server.check_alive()

@@ -144,7 +144,7 @@ def test_browser_errors_shown_server_survives(root, tmp_path):
         page.set_state("layout_name", "Four-up")
         page.wait_frames(page.trigger("weaknet_render"), views=["Red", "Green", "Yellow", "ThreeD"])
         server.check_alive()
-    assert f"at {server.url}" in (tmp_path / "server.log").read_text()  # `weaknet app` printed its URL
+    assert f"at {server.url}" in (tmp_path / "server.log").read_text(encoding="utf-8")  # `weaknet app` printed its URL
 
 
 def test_cli_defaults_and_paths(root, tmp_path):

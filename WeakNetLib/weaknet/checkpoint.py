@@ -42,7 +42,7 @@ def _atomic(path: Path, write) -> Path:
 
 def write_json(path: Path, doc: dict) -> Path:
     """Write ``doc`` as indented JSON, atomically."""
-    return _atomic(path, lambda t: t.write_text(json.dumps(doc, indent=2)))
+    return _atomic(path, lambda t: t.write_text(json.dumps(doc, indent=2), encoding="utf-8"))
 
 
 def save_torch(path: Path, state: dict) -> Path:
@@ -67,7 +67,7 @@ def read_model_json(model_dir: Path) -> dict:
         raise ModelError(f"{model_dir}: not a WeakNet model directory (no {MODEL_JSON}); train one with "
                          f"`weaknet train`")
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{p}: corrupt ({exc}); retrain or restore the file") from None
     fmt = doc.get("format") if isinstance(doc, dict) else None

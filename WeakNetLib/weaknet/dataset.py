@@ -100,7 +100,7 @@ def read_dataset(path: str | Path) -> Dataset:
     if not p.is_file():
         raise InputError(f"{p}: no such dataset file")
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("training"), list) or not doc["training"]:
@@ -138,7 +138,7 @@ def write_dataset(path: str | Path, dataset: Dataset | None = None, *, name: str
            "validation": [c.to_json(root) for c in validation or []],
            "test": [_rel(Path(t), root) for t in test or []]}
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(doc, indent=2))
+    p.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     return p
 
 

@@ -53,15 +53,15 @@ def write_points(points: np.ndarray, path: str | Path, labels: list[str] | None 
                                "positionStatus": "defined", "selected": True, "locked": False,
                                "visibility": True} for i, (pt, lab) in enumerate(zip(pts, labels))],
         }]}
-        p.write_text(json.dumps(doc, indent=2))
+        p.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     elif name.endswith(".fcsv"):
         lines = ["# Markups fiducial file version = 4.11", "# CoordinateSystem = LPS",
                  "# columns = id,x,y,z,ow,ox,oy,oz,vis,sel,lock,label,desc,associatedNodeID"]
         lines += [f"{i + 1},{x!r},{y!r},{z!r},0,0,0,1,1,1,0,{lab},," for i, ((x, y, z), lab)
                   in enumerate(zip(pts.tolist(), labels))]
-        p.write_text("\n".join(lines) + "\n")
+        p.write_text("\n".join(lines) + "\n", encoding="utf-8")
     elif name.endswith(".csv"):
-        with p.open("w", newline="") as fh:
+        with p.open("w", newline="", encoding="utf-8") as fh:
             w = csv.writer(fh)
             w.writerow(["x", "y", "z"])
             w.writerows(pts.tolist())
@@ -72,7 +72,7 @@ def write_points(points: np.ndarray, path: str | Path, labels: list[str] | None 
 
 def _read_mrk_json(p: Path) -> np.ndarray:
     try:
-        doc = json.loads(p.read_text())
+        doc = json.loads(p.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{p}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict) or "markups-schema-v1" not in str(doc.get("@schema", "")) \
@@ -105,7 +105,7 @@ def _read_fcsv(p: Path) -> np.ndarray:
     system = "RAS"  # Slicer assumes RAS when the header is absent
     columns = ["id", "x", "y", "z"]
     rows = []
-    for line in p.read_text().splitlines():
+    for line in p.read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
             key, _, value = line[1:].partition("=")
             key, value = key.strip().lower(), value.strip()
@@ -127,7 +127,7 @@ def _read_fcsv(p: Path) -> np.ndarray:
 
 
 def _read_csv(p: Path) -> np.ndarray:
-    with p.open(newline="") as fh:
+    with p.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     if not rows or [c.strip().lower() for c in rows[0][:3]] != ["x", "y", "z"]:
         raise InputError(f"{p}: CSV points need a header 'x,y,z' (LPS mm)")

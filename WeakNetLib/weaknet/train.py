@@ -78,8 +78,8 @@ def _validate_iou(core, cases, config: TrainConfig, device) -> float | None:
 def _trim_log(out: Path, epochs_done: int) -> None:
     p = out / LOG
     if p.is_file():
-        keep = [ln for ln in p.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= epochs_done]
-        p.write_text("".join(ln + "\n" for ln in keep))
+        keep = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip() and json.loads(ln)["epoch"] <= epochs_done]
+        p.write_text("".join(ln + "\n" for ln in keep), encoding="utf-8")
 
 
 def train(dataset: Dataset | str | Path, output_dir: str | Path, config: TrainConfig | None = None,

@@ -304,7 +304,7 @@ class AnnotationSession:
         meta_path = folder / SESSION_FILE
         if not meta_path.is_file():
             raise InputError(f"{folder}: no {SESSION_FILE}; not a WeakNet session folder")
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         if volume_node is None:
             volume_file = folder / meta["volume_file"]
             volume_node = _load_volume(volumes_logic, volume_file, meta.get("volume", volume_file.stem))
@@ -464,7 +464,7 @@ class AnnotationSession:
                             for o in self.objects],
                 "templates": TEMPLATES_FILE, "effort": self.effort}
         tmp = folder / (SESSION_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
+        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
         tmp.replace(folder / SESSION_FILE)
 
     def _volume_file(self, folder: Path) -> str:
