@@ -211,9 +211,9 @@ def plot_overlay(image: np.ndarray, spacing, masks: dict[str, np.ndarray], path:
         ax.set_axis_off()
     handles = [Line2D([], [], color=COLOURS[key], linestyle="dashed" if key == "template" else "solid",
                       label={"truth": "truth"}.get(key, LABELS.get(key, key))) for key in masks]
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path)
     plt.close(fig)
     return path
@@ -249,15 +249,17 @@ def verdict(h: dict) -> list[str]:
     """Plain-language checks of the method's claims on this run."""
     if not h:
         return []
-    out = [f"Weak-Net (N={h['N']}) test IoU {h['weaknet']:.3f} vs its training templates' IoU "
-           f"{h['train_template']:.3f} and the template alone on the test cases {h['template']:.3f}: "
-           + ("better" if h["weaknet"] > max(h["train_template"], h["template"]) else "NOT better")]
-    cheaper = [s for s in h["slices"] if s[2] >= h["weaknet_effort"]]
-    if cheaper:
-        s = min(cheaper, key=lambda v: v[2])
-        out.append(f"Weak-Net at {h['weaknet_effort']:.1f}% effort vs the slice baseline at {s[2]:.1f}% (S={s[0]}): "
-                   f"IoU {h['weaknet']:.3f} vs {s[1]:.3f} — "
-                   + ("Weak-Net wins with less effort" if h["weaknet"] > s[1] else "slice baseline wins"))
+    out = [f"Weak-Net (N={h['N']}) test IoU {h['weaknet']:.3f} vs the templates it was trained on "
+           f"{h['train_template']:.3f}: " + ("better" if h["weaknet"] > h["train_template"] else "NOT better"),
+           f"Weak-Net test IoU {h['weaknet']:.3f} vs the template alone on the test cases (N={h['N']}) "
+           f"{h['template']:.3f}: " + ("better" if h["weaknet"] > h["template"] else "NOT better")]
+    for s, s_iou, s_eff in sorted(h["slices"], key=lambda v: v[2]):
+        if s_eff < 0.9 * h["weaknet_effort"]:
+            continue  # clearly cheaper than the clicks: not a fair comparison for the claim
+        out.append(f"Weak-Net at {h['weaknet_effort']:.1f}% effort vs the slice baseline S={s} at {s_eff:.1f}%: "
+                   f"IoU {h['weaknet']:.3f} vs {s_iou:.3f} — "
+                   + ("Weak-Net wins" if h["weaknet"] > s_iou else "slice baseline wins")
+                   + f" (slices cost {s_eff / h['weaknet_effort']:.1f}× the clicks' effort)")
     if not math.isnan(h["ratio"]):
         out.append(f"Weak-Net reaches {100 * h['ratio']:.0f}% of full supervision's IoU ({h['full']:.3f}); "
                    f"the paper reports {PAPER_RATIO_TO_FULL}")
@@ -341,4 +343,4 @@ Training: {tc.epochs} epochs × {tc.steps_per_epoch} steps, patch {list(tc.patch
 <a href="summary.md">summary.md</a>; trained models and datasets under <code>runs/</code>.</p>
 </body></html>
 """
-    path.write_text(doc)
+    path.write_text(doc, encoding="utf-8")
