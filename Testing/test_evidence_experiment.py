@@ -88,3 +88,18 @@ def test_summary_table_ratios_and_headline():
     assert h["N"] == 25 and h["template"] == pytest.approx(0.65) and h["slices"] == [(1, pytest.approx(0.65), 5.0)]
     text = table_text(summary)
     assert "0.850 ± 0.050" in text and "89%" in text
+
+
+def test_only_finished_models_with_the_same_settings_are_reused(tmp_path):
+    from weaknet.experiment import _finished
+    from weaknet.train import TrainConfig
+
+    cfg = TrainConfig(epochs=3, patch=(16, 24, 24))
+    model = tmp_path / "model"
+    assert not _finished(model, cfg)
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"x")
+    for done, other, expected in ((2, {}, False), (3, {"lambda_": 0.0}, False), (3, {}, True)):
+        info = {"epochs_done": done, "config": {**json.loads(json.dumps(cfg.to_dict())), **other}}
+        (model / "model.json").write_text(json.dumps(info))
+        assert _finished(model, cfg) is expected

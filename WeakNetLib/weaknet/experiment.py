@@ -22,6 +22,8 @@ templates and trained models).
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -207,7 +209,9 @@ class Experiment:
             cfg = replace(cfg, lambda_=0.0)
         t0 = time.perf_counter()
         model_dir = run / "model"
-        if not (model_dir / "model.json").exists() or not (model_dir / "model.safetensors").exists():
+        if not _finished(model_dir, cfg):
+            if model_dir.exists():  # an interrupted or differently configured earlier run: start afresh
+                shutil.rmtree(model_dir)
             train(read_dataset(ds_path), model_dir, cfg, show_progress=self.show_training)
         seconds = time.perf_counter() - t0
         model = load_model(model_dir, cfg.device)
@@ -227,6 +231,16 @@ class Experiment:
                           "slices": param if method == "slices" else "", "case": c.name, **m,
                           "effort_pct": effort, "train_seconds": round(seconds, 1), **(extra or {})})
         return m["iou"]
+
+
+def _finished(model_dir: Path, cfg) -> bool:
+    """True when ``model_dir`` holds a model trained to the end with exactly these settings (reused)."""
+    try:
+        info = json.loads((model_dir / "model.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return ((model_dir / "model.safetensors").is_file() and info.get("epochs_done") == cfg.epochs
+            and info.get("config") == json.loads(json.dumps(cfg.to_dict())))
 
 
 def run_experiment(dataset: Dataset | str | Path, output: str | Path, config: ExperimentConfig | None = None,
