@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from weaknet.bench.asm import iou, shape_geometry, shape_mask
+from weaknet.bench.asm import shape_geometry, shape_mask
+from weaknet.metrics import iou
 from weaknet.cli import main
 from weaknet.coords import lps_to_ras
 from weaknet.mesh import check_mesh, read_mesh

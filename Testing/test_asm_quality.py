@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from weaknet.asm import ActiveSurface
-from weaknet.bench.asm import CONCAVE, SHAPES, iou, shape_geometry, shape_mask
+from weaknet.bench.asm import CONCAVE, SHAPES, shape_geometry, shape_mask
+from weaknet.metrics import iou
 from weaknet.mesh import check_mesh
 from weaknet.rasterize import rasterize_mesh
 from weaknet.sampling import sample_surface_points

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weaknet.bench.asm import iou, shape_geometry, shape_mask
+from weaknet.bench.asm import shape_geometry, shape_mask
+from weaknet.metrics import iou
 from weaknet.errors import InputError
 from weaknet.sampling import sample_surface_points
 from weaknet.template import fit_template

@@ -12,6 +12,7 @@ from vtk.util import numpy_support
 
 from weaknet.asm import ActiveSurface
 from weaknet.coords import lps_to_ras
+from weaknet.metrics import iou
 from weaknet.phantoms import make_phantom
 from weaknet.rasterize import rasterize_mesh
 from weaknet.points import read_points
@@ -20,11 +21,6 @@ from weaknet.volume import read_volume, write_volume
 from WeakNetSlicerLib import nodes
 from WeakNetSlicerLib.scene import create_scene
 from WeakNetSlicerLib.session import AnnotationSession
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return float((a & b).sum() / max((a | b).sum(), 1))
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +66,10 @@ def test_oblique_template_matches_library_fit_voxel_exactly(core, oblique_file):
     assert exported.sum() > 500
     # Same points, same geometry (node IJK→RAS equals the file's within 1e-4), same ASM and rasteriser:
     # expected identical; a voxel-centre lying within float rounding of the mesh could flip, hence ≥ 0.999.
-    assert _iou(exported, reference) >= 0.999, _iou(exported, reference)
-    print(f"oblique template vs library fit: IoU {_iou(exported, reference):.6f}, "
+    assert iou(exported, reference) >= 0.999, iou(exported, reference)
+    print(f"oblique template vs library fit: IoU {iou(exported, reference):.6f}, "
           f"{int((exported != reference).sum())} differing voxels of {exported.size}")
-    assert _iou(exported, ph.label.array) > 0.6, _iou(exported, ph.label.array)  # on the organ
+    assert iou(exported, ph.label.array) > 0.6, iou(exported, ph.label.array)  # on the organ
 
 
 def test_live_refit_on_every_point_event_and_bad_input(core, oblique_file):
@@ -98,7 +94,7 @@ def test_live_refit_on_every_point_event_and_bad_input(core, oblique_file):
     for k in range(5, len(points) + 1):
         asm.update(points[:k])
     assert np.array_equal(live, rasterize_mesh(asm.vertices, asm.faces, read_volume(path).geometry))
-    assert _iou(live, ph.label.array) > 0.55, _iou(live, ph.label.array)
+    assert iou(live, ph.label.array) > 0.55, iou(live, ph.label.array)
     # the 3D view shows the fitted mesh itself (RAS), not a surface re-derived from the labelmap
     surface = session.segmentation_node.GetSegmentation().GetSegment(obj.segment_id).GetRepresentation(
         "Closed surface")
@@ -156,7 +152,7 @@ def test_several_objects_and_volumes(core, oblique_file, tmp_path):
     assert set(ids) == {a.segment_id, b.segment_id}
     ma, mb, mc = s1.template_mask(a), s1.template_mask(b), s2.template_mask(c)
     assert 0 < mb.sum() < ma.sum() and (ma & mb).sum() == mb.sum()  # nested, both kept
-    assert mc.shape == other.label.array.shape and _iou(mc, other.label.array) > 0.6, _iou(mc, other.label.array)
+    assert mc.shape == other.label.array.shape and iou(mc, other.label.array) > 0.6, iou(mc, other.label.array)
     with pytest.raises(Exception, match="already exists"):
         s1.add_object("organ")
 
@@ -288,4 +284,4 @@ def test_real_mri_lesion(core, data_dir):
     reference = fit_template(points, read_volume(image_path).geometry).mask
     assert np.array_equal(on_file_grid, reference)
     # a rough template (that is what Weak-Net learns from): 20 points over a lesion ~5 slices of 6.5 mm thick
-    assert _iou(on_file_grid, label.array) > 0.3, _iou(on_file_grid, label.array)
+    assert iou(on_file_grid, label.array) > 0.3, iou(on_file_grid, label.array)

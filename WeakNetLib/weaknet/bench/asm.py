@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from ..metrics import iou
 from ..volume import Geometry
 
 SHAPES = ("sphere", "ellipsoid", "bean", "banana", "c_shape")
@@ -59,13 +60,6 @@ def shape_mask(kind: str, geometry: Geometry, seed: int = 3) -> np.ndarray:
         u = arc_radius * np.arctan2(y, xc) / half_length
         inside = ((rho - arc_radius) / a) ** 2 + (z / b) ** 2 + np.abs(u) ** power <= 1
     return inside.reshape(geometry.shape).astype(np.uint8)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two masks of the same shape."""
-    a, b = a > 0, b > 0
-    union = np.logical_or(a, b).sum()
-    return float(np.logical_and(a, b).sum() / union) if union else 1.0
 
 
 def quality_table(ns=(10, 25, 50, 125, 250), shapes=SHAPES, **asm_options) -> dict[str, dict[int, float]]:
