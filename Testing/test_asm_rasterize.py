@@ -101,3 +101,15 @@ def test_signed_distance_of_a_ball():
     near = np.abs(sd) <= 5.0
     assert np.allclose(limited[near], sd[near]) and np.abs(limited).max() <= 5.0
     assert np.isinf(signed_distance(np.zeros_like(mask), geometry)).all()
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_signed_distance_boundary_is_half_way_between_voxel_centres(axis):
+    """The one signed-distance convention (templates, phantoms, loss weights): ±½ spacing next to a
+    boundary normal to an index axis, whatever that axis's spacing, then + one spacing per voxel."""
+    geometry = Geometry.create((12, 10, 8), (0.6, 1.1, 2.5), (0.0, 0.0, 0.0))
+    step = geometry.spacing[2 - axis]  # numpy axis 0 = k
+    mask = np.zeros(geometry.shape, np.uint8)
+    mask[(slice(None),) * axis + (slice(0, 4),)] = 1
+    line = np.moveaxis(signed_distance(mask, geometry), axis, 0)[:, 3, 3]
+    assert np.allclose(line[:7], step * (np.arange(7) - 3.5), atol=1e-5), line

@@ -103,16 +103,18 @@ def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
 def signed_distance(mask: np.ndarray, geometry: Geometry, band_mm: float | None = None) -> np.ndarray:
     """Signed distance (mm) to the mask's boundary: float32 (D, H, W), negative inside, positive outside.
 
-    Uses exact Euclidean distance transforms with the grid's anisotropic spacing; the boundary lies half a
-    voxel from the outermost inside voxel centres, so values are ±(distance − half the finest spacing).
-    ``band_mm`` limits the computation to the mask's bounding box grown by that margin; voxels beyond it
-    get ±``band_mm``. An empty mask gives +``band_mm`` (or +inf) everywhere.
+    The one convention of WeakNet (templates, phantoms, loss weights): the boundary lies half-way between
+    an inside and an outside voxel centre. A voxel at distance d from its nearest voxel centre on the
+    other side, reached by index steps Δ, gets ±d·(1 − ½ / max|Δ|): exactly ±(d − ½ spacing) when the
+    boundary is normal to an index axis, whatever that axis's spacing (so ±½ spacing next to it), and
+    ±d/2 between diagonal neighbours. Exact Euclidean distance transforms with the grid's anisotropic
+    spacing. ``band_mm`` limits the computation to the mask's bounding box grown by that margin; voxels
+    beyond it get ±``band_mm``. An empty mask gives +``band_mm`` (or +inf) everywhere.
     """
     from scipy.ndimage import distance_transform_edt
 
     m = np.asarray(mask) > 0
     sampling = np.asarray(geometry.spacing, float)[::-1]  # (D, H, W) axes = (k, j, i)
-    half = 0.5 * float(sampling.min())
     cap = np.inf if band_mm is None else float(band_mm)
     out = np.full(m.shape, cap, np.float32)
     if not m.any():
@@ -127,8 +129,11 @@ def signed_distance(mask: np.ndarray, geometry: Geometry, band_mm: float | None 
         pad = np.ceil(cap / sampling).astype(int) + 1
         box = tuple(slice(max(ix[0] - p, 0), min(ix[-1] + p + 1, n)) for ix, p, n in zip(idx, pad, m.shape))
     sub = m[box]
-    outside = distance_transform_edt(~sub, sampling=sampling)
-    inside = distance_transform_edt(sub, sampling=sampling)
-    sd = np.where(sub, -(inside - half), outside - half).astype(np.float32)
+    sd = np.zeros(sub.shape, np.float32)
+    grid = np.indices(sub.shape, dtype=np.int32)
+    for side, sign in ((~sub, 1.0), (sub, -1.0)):  # voxels on this side, distance to the other side
+        dist, nearest = distance_transform_edt(side, sampling=sampling, return_indices=True)
+        steps = np.abs(nearest - grid).max(axis=0)
+        sd[side] = sign * dist[side] * (1.0 - 0.5 / steps[side])
     out[box] = np.clip(sd, -cap, cap)
     return out
