@@ -117,13 +117,18 @@ def test_live_refit_on_every_point_event_and_bad_input(core, oblique_file):
     assert np.array_equal(session.template_mask(obj), before)
     obj.markups_node.SetNthControlPointPosition(1, *lps_to_ras(points[1]))  # moved back in: fits again
     assert session.status_level == "info" and "24 points" in session.status
+    shown = obj.mask.copy()
 
-    # undo / clear
-    session.undo_point()
-    assert session.point_count == 23 and session.effort == 24
-    session.clear_points()
-    assert session.point_count == 0 and session.template_mask(obj).sum() == 0
+    # undo / redo put back the points and the very template shown with them (the warm-started one)
+    session.undo()
+    assert np.allclose(obj.points_lps[1], outside) and np.array_equal(session.template_mask(obj), before)
+    session.redo()
+    assert np.allclose(obj.points_lps[1], points[1]) and np.array_equal(session.template_mask(obj), shown)
+    session.clear_points()  # one edit
+    assert session.point_count == 0 and session.template_mask(obj).sum() == 0 and session.effort == 24
     assert "at least 4" in session.status
+    session.undo()
+    assert session.point_count == 24 and np.array_equal(session.template_mask(obj), shown)
     assert any(level == "warning" for level, _ in seen)
 
 

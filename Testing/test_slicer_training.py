@@ -16,8 +16,8 @@ from weaknet.volume import read_volume, write_volume
 from WeakNetSlicerLib import nodes
 from WeakNetSlicerLib.scene import create_scene
 from WeakNetSlicerLib.session import AnnotationSession
-from WeakNetSlicerLib.training import (TrainingSet, apply_model, build_training_set, model_warnings,
-                                       start_training)
+from WeakNetSlicerLib.training import (TrainingController, TrainingSet, apply_model, build_training_set,
+                                       model_warnings)
 
 TINY = dict(epochs=1, steps_per_epoch=2, batch_size=1, patch=(16, 16, 16), base_channels=4, depth=2,
             device="cpu", amp=False, augment=False)
@@ -102,29 +102,39 @@ def test_apply_model_to_volume_node_and_warnings(annotated, tmp_path):
         apply_model(core.scene, tmp_path, volume_node)
 
 
+def _until_finished(controller: TrainingController, deadline: float, done=lambda p: p.state.finished):
+    while not done(controller.progress) and time.monotonic() < deadline:
+        controller.poll()
+        time.sleep(0.2)
+    return controller.progress
+
+
 def test_background_training_progress_and_cancel(annotated, tmp_path):
     core, _, _ = annotated
-    ds = build_training_set(core.scene, tmp_path / "set")
+    folder = build_training_set(core.scene, tmp_path / "set").parent
+    controller = TrainingController()
     with pytest.raises(InputError, match="mps"):  # an absent device is refused before anything starts
-        start_training(ds, tmp_path / "model", **{**TINY, "device": "mps"})
-    with pytest.raises(InputError, match="DATASET.json: no such|no such dataset"):
-        start_training(tmp_path / "nowhere" / "DATASET.json", tmp_path / "model", **TINY)
-    run = start_training(ds, tmp_path / "model", **TINY)
+        controller.start(folder, tmp_path / "model", {**TINY, "device": "mps"})
+    with pytest.raises(InputError, match="no training set in"):
+        controller.start(tmp_path / "nowhere", tmp_path / "model", TINY)
+    with pytest.raises(InputError, match="unknown training setting"):
+        controller.start(folder, tmp_path / "model", {"epoch": 3})
+    assert controller.progress.state == "idle" and controller.job is None
+    controller.start(folder, tmp_path / "model", TINY)
+    with pytest.raises(InputError, match="already running"):
+        controller.start(folder, tmp_path / "model", TINY)
     deadline = time.monotonic() + 120
-    while not run.finished and time.monotonic() < deadline:
-        run.poll()
-        time.sleep(0.2)
-    assert run.state == "done", run.message
-    assert run.fraction == 1.0 and (run.model_dir / "model.json").is_file()
-    assert any(e.get("event") == "step" for e in run.events)
+    progress = _until_finished(controller, deadline)
+    assert progress.state == "done", progress.message
+    assert progress.fraction == 1.0 and (progress.model_dir / "model.json").is_file()
+    assert len(progress.losses) == TINY["epochs"] * TINY["steps_per_epoch"]
 
-    slow = start_training(ds, tmp_path / "model2", **{**TINY, "epochs": 50, "steps_per_epoch": 50})
-    while not any(e.get("event") == "step" for e in slow.events) and time.monotonic() < deadline:
-        slow.poll()
-        time.sleep(0.2)
-    slow.cancel()
-    while not slow.finished and time.monotonic() < deadline:
-        slow.poll()
-        time.sleep(0.2)
-    assert slow.state == "cancelled", slow.message
-    assert 0 < slow.fraction < 1
+    # a second run into the same folder goes to model-2: a model is never overwritten
+    controller.start(folder, tmp_path / "model", {**TINY, "epochs": 50, "steps_per_epoch": 50})
+    _until_finished(controller, deadline, lambda p: p.losses)
+    controller.cancel()
+    progress = _until_finished(controller, deadline)
+    assert progress.state == "cancelled", progress.message
+    assert 0 < progress.fraction < 1 and controller.job.output_dir == tmp_path / "model-2"
+    with pytest.raises(InputError, match="no training is running"):
+        controller.cancel()

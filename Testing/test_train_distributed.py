@@ -41,7 +41,7 @@ def _wait_for(job: TrainingJob, kind: str, timeout: float = 120.0) -> dict:
         for e in job.poll():
             if e["event"] == kind:
                 return e
-        if job.state in ("finished", "failed", "cancelled"):
+        if job.state.finished:
             break
         time.sleep(0.05)
     pytest.fail(f"no {kind!r} event; state {job.state}, error {job.error}, events {job.events[-3:]}")

@@ -198,7 +198,8 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         page.page.locator('[data-testid="add-object"]').click()
         page.wait_state("objects", "v.length === 2")
         page.page.locator('[data-testid="load-points_file"]').click()
-        page.wait_state("n_points", "v === 16")
+        page.wait_state("total_points", "v === 16")
         page.wait_state("status", "v.includes('Object 2: template fitted')")
+        assert page.state("n_points") == 8 and page.state("active_object") == "Object 2"
         server.check_alive()
 

@@ -51,7 +51,7 @@ def test_uploads_validated(root, tmp_path):
     dr = DataRoot(root)
     content = small_volume(tmp_path / "up.nrrd").read_bytes()
     assert store_upload(dr, "../../up.nrrd", content, 10**6) == "uploads/up.nrrd"
-    assert store_upload(dr, "up.nrrd", content, 10**6) == "uploads/up_1.nrrd"  # never overwrites
+    assert store_upload(dr, "up.nrrd", content, 10**6) == "uploads/up_2.nrrd"  # never overwrites
     with pytest.raises(InputError, match="over the upload limit"):
         store_upload(dr, "big.nrrd", content, 100)
     with pytest.raises(InputError, match="not a volume file name"):
@@ -60,7 +60,7 @@ def test_uploads_validated(root, tmp_path):
         store_upload(dr, "fake.nrrd", b"NRRD0004\ngarbage\n", 10**6)
     with pytest.raises(InputError, match="empty"):
         store_upload(dr, "empty.nrrd", b"", 10**6)
-    assert sorted(p.name for p in (root / "uploads").iterdir()) == ["up.nrrd", "up_1.nrrd"]  # no leftovers
+    assert sorted(p.name for p in (root / "uploads").iterdir()) == ["up.nrrd", "up_2.nrrd"]  # no leftovers
 
 
 @pytest.mark.slow

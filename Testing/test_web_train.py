@@ -32,7 +32,8 @@ def test_train_cancel_apply(tmp_path):
         page.wait_state("train_cases", "v === 1")
         assert (root / "training" / "DATASET.json").is_file()
 
-        for key, value in (("train_epochs", 2), ("train_steps", 2), ("train_patch", 16), ("train_device", "cpu")):
+        for key, value in (("train_epochs", 2), ("train_steps_per_epoch", 2), ("train_patch", 16),
+                           ("train_device", "cpu")):
             page.set_state(key, value)
         click("train")
         page.wait_state("train_state", "v !== 'idle'")

@@ -128,14 +128,14 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = WeakNetSlicerLogic()
-        self.logic.statusChanged = self.updateAnnotationStatus
+        WeakNetSlicerLogic.statusChanged = self.updateAnnotationStatus
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.addObjectButton.connect("clicked(bool)", self.onAddObject)
         self.ui.placeButton.connect("toggled(bool)", self.onPlaceToggled)
-        self.ui.undoButton.connect("clicked(bool)", lambda: self.run(self.logic.undoPoint, self._parameterNode.points))
+        self.ui.undoButton.connect("clicked(bool)", lambda: self.run(self.logic.undo, self._parameterNode.points))
         self.ui.clearButton.connect("clicked(bool)", lambda: self.run(self.logic.clearPoints, self._parameterNode.points))
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
@@ -199,19 +199,20 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.enabled = hasPoints
         self.ui.clearButton.enabled = hasPoints
         self.ui.addToTrainingSetButton.enabled = hasVolume
-        running = self.logic.trainingRun is not None and not self.logic.trainingRun.finished
+        running = self.logic.isTraining()
         self.ui.trainButton.enabled = not running
         self.ui.cancelTrainingButton.enabled = running
         self.ui.applyButton.enabled = hasVolume and not running
         self.updateAnnotationStatus()
 
-    def updateAnnotationStatus(self, session=None) -> None:
+    def updateAnnotationStatus(self, status=None) -> None:
         p = self._parameterNode
         info = self.logic.annotationStatus(p.inputVolume if p else None)
-        self.ui.pointCountLabel.text = str(info["points"])
-        self.ui.effortLabel.text = _("{clicks} clicks over {objects} object(s)").format(**info)
-        self.ui.statusLabel.text = info["status"]
-        self.ui.statusLabel.setStyleSheet("color: #c0392b" if info["level"] != "info" else "")
+        self.ui.pointCountLabel.text = str(info.points)
+        self.ui.effortLabel.text = _("{clicks} clicks over {objects} object(s)").format(
+            clicks=info.clicks, objects=len(info.objects))
+        self.ui.statusLabel.text = info.message
+        self.ui.statusLabel.setStyleSheet("color: #c0392b" if info.level != "info" else "")
 
     def onAddObject(self) -> None:
         p = self._parameterNode
@@ -234,8 +235,9 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onTrain(self) -> None:
         p = self._parameterNode
-        run = self.run(self.logic.startTraining, p.trainingDirectory, p.modelPath, p.lambdaWeight, p.gamma,
-                       p.boundaryDistance, p.epochs, p.device)
+        settings = {"lambda_": p.lambdaWeight, "gamma": p.gamma, "boundary_distance": p.boundaryDistance,
+                    "epochs": p.epochs, "device": p.device}
+        run = self.run(self.logic.startTraining, p.trainingDirectory, p.modelPath, settings)
         if run is not None:
             self.ui.trainingProgressBar.value = 0
             self.ui.trainingStatusLabel.text = run.message
@@ -249,7 +251,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.trainingProgressBar.value = int(round(100 * run.fraction))
         self.ui.trainingStatusLabel.text = run.message
-        if run.finished:
+        if run.state.finished:
             self.trainingTimer.stop()
             if run.model_dir is not None:
                 self._parameterNode.modelPath = pathlib.Path(run.model_dir)
@@ -277,22 +279,20 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     """Everything the panel does, usable from Slicer's Python console without the GUI.
 
-    Delegates to ``WeakNetSlicerLib`` (AnnotationSession, TrainingSet, TrainingRun, apply_model). Keeps one
-    annotation session per volume node, shared by all Logic instances of this Slicer process.
+    A thin adapter over the workflow layer ``WeakNetSlicerLib`` (AnnotationController, TrainingController;
+    the browser app drives the same ones): one of each per Slicer process, shared by all Logic instances.
     """
 
-    sessions = {}
-    trainingRun = None
-
-    def __init__(self) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.statusChanged = None
+    controller = None
+    trainer = None
+    statusChanged = None
 
     def getParameterNode(self):
         return WeakNetSlicerParameterNode(super().getParameterNode())
 
     # -- dependencies ------------------------------------------------------------------------------
-    def ensureDependencies(self, training: bool = False) -> None:
+    @classmethod
+    def ensureDependencies(cls, training: bool = False) -> None:
         """Install what is missing on first use, after asking: for annotation Resources/requirements.txt (and
         weaknet itself, without dependencies, when run from a source checkout; the extension ships it); for
         training also torch (through the PyTorch Utils extension) and Resources/requirements-training.txt.
@@ -308,7 +308,7 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(_("missing Python packages: {names}; WeakNet installs them when you agree").format(
                 names=", ".join(missing)))
         if "torch" in missing:
-            self._installTorch()
+            cls._installTorch()
         resources = MODULE_DIR / "Resources"
         slicer.util.pip_install(["-r", str(resources / "requirements.txt")])
         if training:
@@ -321,7 +321,8 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
             slicer.util.pip_install(["--no-deps", str(source)])
         importlib.invalidate_caches()
 
-    def _installTorch(self) -> None:
+    @staticmethod
+    def _installTorch() -> None:
         """torch through the PyTorch Utils extension (it picks the build for the machine's GPU); without the
         extension, PyPI's default build after asking."""
         try:
@@ -338,112 +339,103 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
             raise RuntimeError(_("PyTorch was not installed; install it in the PyTorch Utils module"))
 
     # -- annotation --------------------------------------------------------------------------------
+    @classmethod
+    def annotation(cls, autosaveDirectory=None):
+        """The annotation controller of this Slicer process (WeakNetSlicerLib.annotation, shared with the web
+        app); ``autosaveDirectory`` becomes its autosave root (sessions go to <folder>/<volume stem>/)."""
+        cls.ensureDependencies()
+        from WeakNetSlicerLib.annotation import AnnotationController
+
+        if cls.controller is None or cls.controller.scene is not slicer.mrmlScene:
+            cls.controller = AnnotationController(slicer.mrmlScene, volumes_logic=slicer.modules.volumes.logic())
+            cls.controller.add_listener(cls._onStatus)
+        if autosaveDirectory:
+            cls.controller.autosave_root = pathlib.Path(autosaveDirectory)
+        return cls.controller
+
     def sessionFor(self, volumeNode, autosaveDirectory=None):
-        """The annotation session of a volume node: resumed from the scene's WeakNet nodes (a saved scene),
-        else reopened from the autosave folder, else new."""
+        """The annotation session of a volume node (resumed from the scene, reopened from its autosave folder,
+        or new), made the current one."""
         if volumeNode is None:
             raise ValueError(_("pick a volume first"))
-        session = self.sessions.get(volumeNode.GetID())
-        if session is not None and not session.closed and session.volume_node is volumeNode:
-            return session
-        self.ensureDependencies()
-        from WeakNetSlicerLib.session import REF_VOLUME, SESSION_FILE, AnnotationSession
-
-        folder = None
-        if autosaveDirectory:
-            folder = pathlib.Path(autosaveDirectory) / _safeName(volumeNode.GetName())
-        inScene = any(node.GetNodeReference(REF_VOLUME) is volumeNode
-                      for node in slicer.util.getNodesByClass("vtkMRMLSegmentationNode"))
-        if not inScene and folder is not None and (folder / SESSION_FILE).is_file():
-            session = AnnotationSession.reopen(slicer.mrmlScene, folder, volume_node=volumeNode)
-        else:  # a saved scene's WeakNet nodes are picked up again; otherwise a new session
-            session = AnnotationSession.from_scene(slicer.mrmlScene, volumeNode, autosave_dir=folder)
-        session.add_listener(self._onSessionChanged)
-        self.sessions[volumeNode.GetID()] = session
-        return session
+        return self.annotation(autosaveDirectory).open(volumeNode)
 
     def addObject(self, volumeNode, name, autosaveDirectory=None):
         """Add a target object to the volume's session; returns its markups node."""
-        return self.sessionFor(volumeNode, autosaveDirectory).add_object(name or None).markups_node
+        self.sessionFor(volumeNode, autosaveDirectory)
+        return self.annotation().add_object(name or None).markups_node
 
     def nextObjectName(self, volumeNode) -> str:
-        session = self.sessions.get(volumeNode.GetID()) if volumeNode else None
+        session = self.controller.sessions.get(volumeNode.GetID()) if self.controller and volumeNode else None
         return session.next_object_name() if session else "Object 1"
 
     def isSessionObject(self, markupsNode) -> bool:
-        return self._find(markupsNode) is not None
+        return self.controller is not None and self.controller.find(markupsNode) is not None
 
     def setPlacing(self, markupsNode, placing: bool) -> None:
         """Persistent place mode for the object's points (or back to view mode)."""
-        found = self._find(markupsNode)
-        if found is None:
-            raise ValueError(_("add an object first"))
-        session, obj = found
-        if placing:
-            session.start_placing(obj, persistent=True)
-        else:
-            session.stop_placing()
+        self._select(markupsNode)
+        self.controller.set_placing(placing)
 
-    def undoPoint(self, markupsNode) -> None:
-        session, obj = self._require(markupsNode)
-        session.undo_point(obj)
+    def undo(self, markupsNode) -> None:
+        """Undo the last point edit of the object's volume (its points and the template shown with them)."""
+        self._select(markupsNode)
+        self.controller.undo()
+
+    def redo(self, markupsNode) -> None:
+        self._select(markupsNode)
+        self.controller.redo()
 
     def clearPoints(self, markupsNode) -> None:
-        session, obj = self._require(markupsNode)
-        session.clear_points(obj)
+        self._select(markupsNode)
+        self.controller.clear()
 
-    def annotationStatus(self, volumeNode) -> dict:
-        """points, clicks (effort), objects, status, level of the volume's session."""
-        session = self.sessions.get(volumeNode.GetID()) if volumeNode else None
-        if session is None:
-            return {"points": 0, "clicks": 0, "objects": 0, "level": "info",
-                    "status": _("add an object, then click points on its surface")}
-        return {"points": session.point_count, "clicks": session.effort, "objects": len(session.objects),
-                "status": session.status, "level": session.status_level}
+    def annotationStatus(self, volumeNode):
+        """The volume's AnnotationStatus (message, level, points, total_points, clicks, objects, placing...)."""
+        from WeakNetSlicerLib.annotation import IDLE
+
+        if self.controller is None or volumeNode is None or volumeNode.GetID() not in self.controller.sessions:
+            return IDLE
+        self.controller.open(volumeNode)
+        return self.controller.status()
 
     # -- training ----------------------------------------------------------------------------------
+    @classmethod
+    def training(cls):
+        """The training controller of this Slicer process (WeakNetSlicerLib.training, shared with the web)."""
+        cls.ensureDependencies(training=True)
+        from WeakNetSlicerLib.training import TrainingController
+
+        if cls.trainer is None:
+            cls.trainer = TrainingController()
+        return cls.trainer
+
     def addToTrainingSet(self, volumeNode, trainingDirectory, modality) -> int:
         """Add the volume's templates to the training set folder; returns the number of volumes in it."""
-        from WeakNetSlicerLib.training import TrainingSet
+        return self.training().add_to_training_set(trainingDirectory, self.sessionFor(volumeNode), modality)
 
-        session = self.sessionFor(volumeNode)
-        training = TrainingSet(trainingDirectory, modality=modality)
-        training.add_session(session)
-        training.write()
-        return len(training.cases)
-
-    def startTraining(self, trainingDirectory, modelPath, lambdaWeight, gamma, boundaryDistance, epochs, device):
-        """Train in a background process into ``modelPath`` (or ``<modelPath>-2``... when it already holds a
-        model); poll with :meth:`pollTraining`."""
-        self.ensureDependencies(training=True)
-        from WeakNetSlicerLib.training import DATASET_FILE, start_training
-
-        if self.trainingRun is not None and not self.trainingRun.finished:
-            raise ValueError(_("a training is already running; cancel it first"))
-        dataset = pathlib.Path(trainingDirectory) / DATASET_FILE
-        if not dataset.is_file():
-            raise ValueError(_("no training set in {folder}: annotate a volume and click 'Add to training set' "
-                               "first").format(folder=trainingDirectory))
-        WeakNetSlicerLogic.trainingRun = start_training(
-            dataset, _freeFolder(pathlib.Path(modelPath)), lambda_=lambdaWeight, gamma=gamma, boundary_distance=boundaryDistance,
-            epochs=int(epochs), device=device)
-        return self.trainingRun
+    def startTraining(self, trainingDirectory, modelPath, settings: dict):
+        """Train in the background into ``modelPath`` (or ``<modelPath>-2``... when it holds a model);
+        ``settings``: TrainConfig fields by name (None or "" = TrainConfig's default). Poll with
+        :meth:`pollTraining`."""
+        trainer = self.training()
+        return trainer.start(trainingDirectory, modelPath, trainer.parse(settings))
 
     def pollTraining(self):
-        if self.trainingRun is not None:
-            self.trainingRun.poll()
-        return self.trainingRun
+        """The run's TrainingProgress (state, fraction, message, losses, model_dir), or None before any run."""
+        return self.trainer.poll() if self.trainer is not None and self.trainer.job is not None else None
 
     def cancelTraining(self) -> None:
-        if self.trainingRun is not None:
-            self.trainingRun.cancel()
+        if self.trainer is not None and self.trainer.running:
+            self.trainer.cancel()
+
+    def isTraining(self) -> bool:
+        return self.trainer is not None and self.trainer.running
 
     def applyModel(self, modelPath, volumeNode, gamma, device, modality):
         """Segment the volume with a trained model → (new segmentation node, warnings)."""
-        self.ensureDependencies(training=True)
-        from WeakNetSlicerLib.training import apply_model
-
-        return apply_model(slicer.mrmlScene, modelPath, volumeNode, gamma=gamma, device=device, modality=modality)
+        return self.training().apply(slicer.mrmlScene, modelPath, volumeNode, gamma=gamma, device=device,
+                                     modality=modality)
 
     # -- sample data -------------------------------------------------------------------------------
     def loadSamplePhantom(self):
@@ -458,37 +450,19 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         return node
 
     # -- internals ---------------------------------------------------------------------------------
-    def _find(self, markupsNode):
-        if markupsNode is None:
-            return None
-        for session in self.sessions.values():
-            for obj in session.objects:
-                if obj.markups_node is markupsNode:
-                    return session, obj
-        return None
-
-    def _require(self, markupsNode):
-        found = self._find(markupsNode)
+    def _select(self, markupsNode) -> None:
+        """Make the session and object of ``markupsNode`` the current ones."""
+        found = self.controller.find(markupsNode) if self.controller is not None and markupsNode else None
         if found is None:
             raise ValueError(_("these points do not belong to a WeakNet object: add an object first"))
-        return found
+        session, obj = found
+        self.controller.open(session.volume_node)
+        self.controller.select(obj.name)
 
-    def _onSessionChanged(self, session) -> None:
-        if self.statusChanged is not None:
-            self.statusChanged(session)
-
-
-def _freeFolder(folder: pathlib.Path) -> pathlib.Path:
-    """``folder`` if it is missing or empty, else the first free ``<folder>-2``, ``-3``...: a new training
-    never overwrites (or refuses because of) an earlier model."""
-    candidate, n = folder, 2
-    while candidate.exists() and any(candidate.iterdir()):
-        candidate, n = folder.with_name(f"{folder.name}-{n}"), n + 1
-    return candidate
-
-
-def _safeName(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name) or "volume"
+    @classmethod
+    def _onStatus(cls, status) -> None:
+        if cls.statusChanged is not None:
+            cls.statusChanged(status)
 
 
 #
@@ -501,7 +475,9 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
 
     def setUp(self):
         slicer.mrmlScene.Clear()
-        WeakNetSlicerLogic.sessions = {}
+        if WeakNetSlicerLogic.controller is not None:
+            WeakNetSlicerLogic.controller.shutdown()
+        WeakNetSlicerLogic.controller = None
 
     def runTest(self):
         self.setUp()
@@ -527,16 +503,18 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
 
         phantom, volume, points = self._phantomWithPoints()
         markups = logic.addObject(volume, "bean")
-        session, obj = logic._find(markups)
+        session, obj = logic.controller.find(markups)
         with session.batch():
             for p in points:
                 markups.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(p)))
         exported = session.template_mask(obj)
         reference = fit_template(points, phantom.image.geometry).mask
         self.assertEqual((exported != reference).sum(), 0)
-        self.assertEqual(logic.annotationStatus(volume)["points"], 20)
-        logic.undoPoint(markups)
-        self.assertEqual(logic.annotationStatus(volume)["points"], 19)
+        self.assertEqual(logic.annotationStatus(volume).points, 20)
+        logic.undo(markups)  # the batch was one edit
+        self.assertEqual(logic.annotationStatus(volume).points, 0)
+        logic.redo(markups)
+        self.assertEqual((session.template_mask(obj) != reference).sum(), 0)
         self.delayDisplay("Test passed")
 
     def test_BadInput(self):
@@ -548,11 +526,11 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
         markups = logic.addObject(volume, "bean")
         for p in points[:3]:
             markups.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(p)))
-        self.assertIn("at least 4", logic.annotationStatus(volume)["status"])
+        self.assertIn("at least 4", logic.annotationStatus(volume).message)
         outside = phantom.image.geometry.to_lps([[-30.0, 5.0, 5.0]])[0]
         markups.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(outside)))
-        self.assertIn("outside", logic.annotationStatus(volume)["status"])
+        self.assertIn("outside", logic.annotationStatus(volume).message)
         self.assertEqual(markups.GetNumberOfControlPoints(), 4)
         slicer.mrmlScene.RemoveNode(markups)
-        self.assertIn("deleted", logic.annotationStatus(volume)["status"])
+        self.assertIn("deleted", logic.annotationStatus(volume).message)
         self.delayDisplay("Test passed")

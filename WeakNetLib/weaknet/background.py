@@ -3,7 +3,7 @@ queue, cancellation, and a non-blocking :meth:`TrainingJob.poll`.
 
     job = TrainingJob("dataset.json", "model_dir", TrainConfig(epochs=5))
     job.start()
-    while job.state == "running":
+    while not job.state.finished:
         for event in job.poll():   # never blocks
             ...                    # {"event": "step" | "epoch" | "done" | "cancelled" | "error", ...}
     job.cancel()                   # stops within one training step; finished epochs stay on disk
@@ -20,8 +20,7 @@ from pathlib import Path
 from .dataset import read_dataset
 from .errors import InputError
 from .config import TrainConfig
-
-STATES = ("created", "running", "finished", "cancelled", "failed")
+from .progress import TrainingState, state_after
 
 
 def _child(dataset, output_dir: str, config: dict, resume: bool, events, cancel) -> None:
@@ -38,7 +37,8 @@ def _child(dataset, output_dir: str, config: dict, resume: bool, events, cancel)
 
 
 class TrainingJob:
-    """One training run in a child process. ``state``: created → running → finished | cancelled | failed.
+    """One training run in a child process. ``state`` (:class:`TrainingState`): idle → running → done |
+    cancelled | failed.
 
     The dataset is read (and its files checked) in the caller's process, so bad input raises
     :class:`~weaknet.errors.InputError` from the constructor instead of failing later in the child.
@@ -50,7 +50,7 @@ class TrainingJob:
         self.config = config or TrainConfig()
         self.config.validate()
         self.resume = resume
-        self.state = "created"
+        self.state = TrainingState.IDLE
         self.error: str | None = None
         self.events: list[dict] = []
         self._ctx = mp.get_context("spawn")
@@ -66,18 +66,18 @@ class TrainingJob:
                                           args=(self.dataset, str(self.output_dir), self.config.to_dict(),
                                                 self.resume, self._queue, self._cancel))
         self._process.start()
-        self.state = "running"
+        self.state = TrainingState.RUNNING
         return self
 
     def poll(self) -> list[dict]:
         """New progress events since the last call (never blocks); updates :attr:`state`."""
         alive = self._process is not None and self._process.is_alive()
         new = self._drain(0.0)
-        if self.state == "running" and self._process is not None and not alive:
+        if self.state == TrainingState.RUNNING and self._process is not None and not alive:
             self._process.join()
             new += self._drain(0.2)  # events the child flushed while exiting
-            if self.state == "running":
-                self.state = "failed"
+            if self.state == TrainingState.RUNNING:
+                self.state = TrainingState.FAILED
                 self.error = self.error or f"training process exited with code {self._process.exitcode}"
         return new
 
@@ -89,13 +89,9 @@ class TrainingJob:
             except queue_mod.Empty:
                 break
             new.append(e)
-            kind = e.get("event")
-            if kind == "done":
-                self.state = "finished"
-            elif kind == "cancelled":
-                self.state = "cancelled"
-            elif kind == "error":
-                self.state, self.error = "failed", e.get("message")
+            self.state = state_after(self.state, e)
+            if e.get("event") == "error":
+                self.error = e.get("message")
         self.events += new
         return new
 

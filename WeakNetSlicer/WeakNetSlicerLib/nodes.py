@@ -132,9 +132,31 @@ def set_segment(segmentation_node, segment_id: str, name: str, color: tuple[floa
         # so other objects' segments are left untouched.
         segment.RemoveRepresentation(CLOSED_SURFACE)
         segment.AddRepresentation(LABELMAP, labelmap)
+    # The mask is 0/1 in a layer of its own. Writing a .seg.nrrd merges segments into shared layers and gives
+    # them label values 2, 3...; a segment left with value 2 over a 0/1 mask would show and export no voxel.
+    segment.SetLabelValue(1)
     if surface is not None:
         segment.AddRepresentation(CLOSED_SURFACE, surface)
     return segment_id
+
+
+LABEL_COLORS = ((0.95, 0.85, 0.2), (0.2, 0.85, 0.95), (0.9, 0.4, 0.9))
+"""Colours of the segments made from a labelmap's values (yellow, cyan, magenta, then again)."""
+
+
+def add_labelmap_segmentation(scene, labels: Volume, reference_volume_node, name: str):
+    """A new segmentation node with one segment per non-zero value of ``labels`` (ids ``label_<value>``),
+    on the reference volume's geometry. Raises :class:`InputError` when the labelmap is empty."""
+    values = [int(v) for v in np.unique(labels.array) if v > 0]
+    if not values:
+        raise InputError(f"{name}: the labelmap is empty")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    for i, value in enumerate(values):
+        set_segment(node, f"label_{value}", f"label {value}", LABEL_COLORS[i % len(LABEL_COLORS)],
+                    labels.array == value, labels.geometry)
+    return node
 
 
 def segment_mask(segmentation_node, segment_id: str, reference_volume_node) -> np.ndarray:
@@ -172,6 +194,18 @@ def set_control_points_lps(markups_node, points_lps: np.ndarray) -> None:
     for p in lps_to_ras(np.asarray(points_lps, dtype=float).reshape(-1, 3)):
         pts.InsertNextPoint(*p)
     markups_node.SetControlPointPositionsWorld(pts)
+
+
+def nodes_of_class(scene, cls: str) -> list:
+    """Every node of class ``cls`` in the scene (e.g. "vtkMRMLSegmentationNode")."""
+    return [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]
+
+
+def node_file(node) -> Path | None:
+    """The file a node was read from or last written to (resolved), or None when it has none on disk."""
+    storage = node.GetStorageNode()
+    name = storage.GetFileName() if storage is not None else None
+    return Path(name).resolve() if name and Path(name).is_file() else None
 
 
 def write_node(node, path: str | Path) -> Path:

@@ -10,13 +10,18 @@ Bad input never raises out of a scene observer and never drops a point: fewer th
 outside the volume, coplanar points... set :attr:`AnnotationSession.status` (and notify listeners) and
 keep every point where the user put it. With an autosave folder the clicks (``.mrk.json``) are written
 before each fit and the templates (``.seg.nrrd``) after it; :meth:`AnnotationSession.reopen` restores both.
+
+Every change of an object's points (a click, a drag, a deletion, a clear, a batch) is one entry of the
+session's undo stack (:class:`EditHistory`); undo and redo put back the points *and* the template that was
+shown with them (the warm-started mesh, not a fresh fit). Object names become file stems and segment ids
+through :func:`weaknet.filenames.unique_stem`, so no two objects share a file.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-import re
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,6 +33,7 @@ import slicer
 import vtk
 
 from weaknet.errors import InputError, WeakNetError
+from weaknet.filenames import unique_stem
 from weaknet.points import validate_points
 
 from . import nodes
@@ -38,9 +44,15 @@ REF_VOLUME = "weaknetVolume"
 """Node reference role from a session's markups and segmentation nodes to their volume (saved in .mrml and
 remapped by Slicer when a scene is imported)."""
 ATTR_OBJECT = "WeakNet.Object"
+ATTR_STEM = "WeakNet.Stem"
 ATTR_CLICKS = "WeakNet.Clicks"
+POINTS_SUFFIX = ".mrk.json"
+SEGMENT_PREFIX = "weaknet_"
+UNDO_LEVELS = 100
 SESSION_FILE = "session.json"
 TEMPLATES_FILE = "templates.seg.nrrd"
+VOLUME_FILE = "volume.nrrd"
+"""Written into the session folder for a volume that has no file of its own."""
 COLORS = ((0.95, 0.35, 0.25), (0.25, 0.7, 0.95), (0.45, 0.85, 0.35), (0.95, 0.8, 0.25), (0.75, 0.45, 0.95))
 _POINT_EVENTS = ("PointAddedEvent", "PointModifiedEvent", "PointRemovedEvent", "PointPositionDefinedEvent",
                  "PointPositionUndefinedEvent")
@@ -50,12 +62,13 @@ _POINT_EVENTS = ("PointAddedEvent", "PointModifiedEvent", "PointRemovedEvent", "
 class TargetObject:
     """One structure being annotated: its points (a markups fiducial node) and its template (a segment).
 
+    ``stem`` names its files and segment (unique in the session, see :func:`weaknet.filenames.unique_stem`);
     ``mask`` is the current template (D, H, W) uint8 on the volume's grid, or None before the first fit;
     ``clicks`` counts points placed by the user (the annotation effort), including ones later removed.
     """
 
     name: str
-    segment_id: str
+    stem: str
     markups_node: "slicer.vtkMRMLMarkupsFiducialNode"
     color: tuple[float, float, float]
     clicks: int = 0
@@ -64,6 +77,15 @@ class TargetObject:
     fitted_points: np.ndarray | None = None
     tags: list[int] = field(default_factory=list)
     dragging: bool = False
+    drag_recorded: bool = False
+
+    @property
+    def segment_id(self) -> str:
+        return SEGMENT_PREFIX + self.stem
+
+    @property
+    def points_file(self) -> str:
+        return self.stem + POINTS_SUFFIX
 
     @property
     def points_lps(self) -> np.ndarray:
@@ -73,6 +95,47 @@ class TargetObject:
     @property
     def point_count(self) -> int:
         return len(self.points_lps)
+
+
+@dataclass
+class Edit:
+    """One change of an object's points: the points (N, 3) LPS and the fitted ActiveSurface (a private copy,
+    or None) *before* it, so undo puts back exactly what was shown."""
+
+    obj: TargetObject
+    points: np.ndarray
+    surface: object | None
+
+
+class EditHistory:
+    """The session's undo and redo stacks of point edits (all objects, in the order made; at most
+    :data:`UNDO_LEVELS` kept). A new edit clears the redo stack."""
+
+    def __init__(self, levels: int = UNDO_LEVELS):
+        self.levels = levels
+        self.undo: list[Edit] = []
+        self.redo: list[Edit] = []
+
+    def record(self, edit: Edit) -> None:
+        self.undo = (self.undo + [edit])[-self.levels:]
+        self.redo.clear()
+
+    def forget(self, obj: TargetObject) -> None:
+        """Drop the entries of an object that is no longer annotated."""
+        self.undo = [e for e in self.undo if e.obj is not obj]
+        self.redo = [e for e in self.redo if e.obj is not obj]
+
+
+def snapshot(surface):
+    """A private copy of an ActiveSurface's state (its arrays copied; the shared factorisations are not), or
+    None. ``ActiveSurface.update`` changes its arrays in place, hence the copies."""
+    if surface is None:
+        return None
+    copied = copy.copy(surface)
+    for key, value in vars(surface).items():
+        if isinstance(value, np.ndarray):
+            setattr(copied, key, value.copy())
+    return copied
 
 
 class AnnotationSession:
@@ -99,6 +162,7 @@ class AnnotationSession:
         self.closed = False
         self._listeners: list[Callable[["AnnotationSession"], None]] = []
         self.autosave_error: str | None = None
+        self.history = EditHistory()
         self._batch = 0
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
@@ -110,10 +174,11 @@ class AnnotationSession:
 
     # ----------------------------------------------------------------------------------------- objects
     def add_object(self, name: str | None = None, markups_node=None,
-                   color: tuple[float, float, float] | None = None) -> TargetObject:
+                   color: tuple[float, float, float] | None = None, stem: str | None = None) -> TargetObject:
         """Add a target object (a new markups node unless one is given) and make it the active one.
 
-        An existing node's points are fitted at once. Raises :class:`InputError` for a duplicate name.
+        An existing node's points are fitted at once. ``stem`` (files, segment id) is made unique from the
+        name unless given (a reopened object keeps its own). Raises :class:`InputError` for a duplicate name.
         """
         self._require_open()
         name = name or self.next_object_name()
@@ -128,8 +193,10 @@ class AnnotationSession:
             if display is not None:
                 display.SetSelectedColor(*color)
         markups_node.SetNodeReferenceID(REF_VOLUME, self.volume_node.GetID())
+        stem = stem or unique_stem(name, [o.stem for o in self.objects])
         markups_node.SetAttribute(ATTR_OBJECT, name)
-        obj = TargetObject(name=name, segment_id=_segment_id(name), markups_node=markups_node, color=color)
+        markups_node.SetAttribute(ATTR_STEM, stem)
+        obj = TargetObject(name=name, stem=stem, markups_node=markups_node, color=color)
         for event in _POINT_EVENTS:  # (VTK passes custom events' names as 'NoEvent': bind them here)
             obj.tags.append(markups_node.AddObserver(getattr(slicer.vtkMRMLMarkupsNode, event),
                                                      _weak(self._on_points, obj, event)))
@@ -161,6 +228,7 @@ class AnnotationSession:
     def remove_object(self, obj: TargetObject, remove_nodes: bool = True) -> None:
         """Stop annotating ``obj``; with ``remove_nodes`` also delete its points node and segment."""
         self._detach(obj)
+        self.history.forget(obj)
         self.objects.remove(obj)
         if self.active is obj:
             self.active = self.objects[-1] if self.objects else None
@@ -172,18 +240,61 @@ class AnnotationSession:
             self._save_templates()
 
     # ------------------------------------------------------------------------------------------ points
-    def undo_point(self, obj: TargetObject | None = None) -> None:
-        """Remove the last placed point of ``obj`` (default: the active object); re-fits."""
-        obj = self._obj(obj)
-        n = obj.markups_node.GetNumberOfControlPoints()
-        if n == 0:
-            self._set_status(f"{obj.name}: no point to undo", "info")
-            return
-        obj.markups_node.RemoveNthControlPoint(n - 1)
+    def undo(self) -> TargetObject | None:
+        """Undo the last point edit (any object; it becomes the active one): its points and the template shown
+        with them come back. Returns the object, or None (status says so) when there is nothing to undo."""
+        return self._step(self.history.undo, self.history.redo, "undo", "undid")
+
+    def redo(self) -> TargetObject | None:
+        """Redo the last undone point edit; returns its object, or None when there is nothing to redo."""
+        return self._step(self.history.redo, self.history.undo, "redo", "redid")
+
+    def _step(self, source: list[Edit], target: list[Edit], action: str, done: str) -> TargetObject | None:
+        """Pop an edit from ``source``, push the present state of its object onto ``target``, show the edit."""
+        self._require_open()
+        while source and source[-1].obj not in self.objects:
+            source.pop()
+        if not source:
+            self._set_status(f"nothing to {action}", "info")
+            return None
+        edit = source.pop()
+        obj = edit.obj
+        target.append(Edit(obj, obj.fitted_points if obj.fitted_points is not None else obj.points_lps,
+                           snapshot(obj.surface)))
+        with self._quiet():
+            nodes.set_control_points_lps(obj.markups_node, edit.points)
+        self.active = obj
+        self._show(obj, edit.surface)
+        self._set_status(f"{obj.name}: {done} a change ({len(edit.points)} points)", "info")
+        return obj
+
+    def _show(self, obj: TargetObject, surface) -> None:
+        """Show ``surface`` (an ActiveSurface or None) as ``obj``'s template for its present points; autosave."""
+        from weaknet.rasterize import rasterize_mesh
+
+        obj.fitted_points, obj.surface = obj.points_lps, surface  # as the node holds them (read back)
+        if surface is None:
+            obj.mask = None
+            self._write_segment(obj, np.zeros(self.geometry.shape, np.uint8), None)
+        else:
+            obj.mask = rasterize_mesh(surface.vertices, surface.faces, self.geometry)
+            self._write_segment(obj, obj.mask, nodes.surface_polydata(surface.vertices, surface.faces))
+        self._save_points(obj)
+        self._save_templates()
+
+    @property
+    def can_undo(self) -> bool:
+        return any(e.obj in self.objects for e in self.history.undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return any(e.obj in self.objects for e in self.history.redo)
 
     def clear_points(self, obj: TargetObject | None = None) -> None:
-        """Remove all points of ``obj`` (default: the active object) and its template."""
-        self._obj(obj).markups_node.RemoveAllControlPoints()
+        """Remove all points of ``obj`` (default: the active object) and its template (one undoable edit)."""
+        obj = self._obj(obj)
+        with self.batch():
+            obj.markups_node.RemoveAllControlPoints()
 
     def start_placing(self, obj: TargetObject | None = None, persistent: bool = True) -> None:
         """Put the scene's interaction node in (persistent) place mode for ``obj``'s markups node.
@@ -215,7 +326,8 @@ class AnnotationSession:
     @contextmanager
     def batch(self):
         """Suspend fitting while many points change at once; on exit every changed object is fitted from
-        scratch (``ActiveSurface.fit``), exactly as ``weaknet.template.fit_template`` would."""
+        scratch (``ActiveSurface.fit``), exactly as ``weaknet.template.fit_template`` would (one undoable
+        edit per object)."""
         self._batch += 1
         try:
             yield self
@@ -223,7 +335,9 @@ class AnnotationSession:
             self._batch -= 1
             if self._batch == 0 and not self.closed:
                 for obj in list(self.objects):
-                    self.refit(obj, full=True)
+                    before = obj.fitted_points
+                    if before is None or not np.array_equal(before, obj.points_lps):
+                        self.refit(obj, full=True)
 
     @property
     def point_count(self) -> int:
@@ -246,9 +360,12 @@ class AnnotationSession:
         if self.closed or obj not in self.objects:
             return False
         points = obj.points_lps
-        if not full and obj.fitted_points is not None and points.shape == obj.fitted_points.shape \
-                and np.array_equal(points, obj.fitted_points):
+        unchanged = obj.fitted_points is not None and points.shape == obj.fitted_points.shape \
+            and np.array_equal(points, obj.fitted_points)
+        if unchanged and not full:
             return False  # an event that did not move a defined point (e.g. a placement preview)
+        if not unchanged:
+            self._record(obj)
         obj.fitted_points = points
         self._save_points(obj)
         try:
@@ -275,6 +392,15 @@ class AnnotationSession:
                          f"({int(obj.mask.sum())} voxels)", "info")
         return True
 
+    def _record(self, obj: TargetObject) -> None:
+        """Put ``obj``'s state before a change of its points on the undo stack (a drag: once, at its start)."""
+        if obj.dragging:
+            if obj.drag_recorded:
+                return
+            obj.drag_recorded = True
+        before = obj.fitted_points if obj.fitted_points is not None else np.zeros((0, 3))
+        self.history.record(Edit(obj, before, snapshot(obj.surface)))
+
     def template_mask(self, obj: TargetObject | None = None) -> np.ndarray:
         """``obj``'s template exported by Slicer from its segment: uint8 (D, H, W) on the volume's grid."""
         return nodes.segment_mask(self.segmentation_node, self._obj(obj).segment_id, self.volume_node)
@@ -287,7 +413,7 @@ class AnnotationSession:
         if target is None:
             raise InputError("no folder to save the session to; choose an autosave folder")
         for obj in self.objects:
-            nodes.write_node(obj.markups_node, target / _points_file(obj.name))
+            nodes.write_node(obj.markups_node, target / obj.points_file)
         nodes.write_node(self.segmentation_node, target / TEMPLATES_FILE)
         self._write_session_file(target)
         return target
@@ -320,7 +446,8 @@ class AnnotationSession:
                 if points_file.is_file():
                     markups = nodes.read_node(scene, "vtkMRMLMarkupsFiducialNode", points_file,
                                               f"{volume_node.GetName()} {entry['name']}")
-                session._adopt(markups, entry["name"], tuple(entry.get("color", COLORS[0])), entry.get("clicks"))
+                session._adopt(markups, entry["name"], tuple(entry.get("color", COLORS[0])), entry.get("clicks"),
+                               Path(entry["points"]).name[: -len(POINTS_SUFFIX)])
         session._set_status(f"reopened {len(session.objects)} object(s) with {session.point_count} points "
                             f"from {folder}", "info")
         return session
@@ -330,23 +457,24 @@ class AnnotationSession:
                    fit_options: dict | None = None) -> "AnnotationSession":
         """Resume the session whose nodes are already in the scene (e.g. a saved .mrml scene loaded again):
         the volume's template segmentation and every markups node referencing the volume."""
-        segmentation_node = next((n for n in _nodes(scene, "vtkMRMLSegmentationNode")
+        segmentation_node = next((n for n in nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")
                                   if n.GetNodeReference(REF_VOLUME) is volume_node), None)
         session = cls(scene, volume_node, segmentation_node, autosave_dir, fit_options)
         with session._quiet():
-            for markups in _nodes(scene, "vtkMRMLMarkupsFiducialNode"):
+            for markups in nodes.nodes_of_class(scene, "vtkMRMLMarkupsFiducialNode"):
                 if markups.GetNodeReference(REF_VOLUME) is volume_node:
                     session._adopt(markups, markups.GetAttribute(ATTR_OBJECT), None,
-                                   markups.GetAttribute(ATTR_CLICKS))
+                                   markups.GetAttribute(ATTR_CLICKS), markups.GetAttribute(ATTR_STEM))
         session._set_status(f"resumed {len(session.objects)} object(s) with {session.point_count} points", "info")
         return session
 
-    def _adopt(self, markups, name: str | None, color, clicks) -> TargetObject:
+    def _adopt(self, markups, name: str | None, color, clicks, stem: str | None) -> TargetObject:
         """Add an object for existing points and template without re-fitting (call inside ``_quiet``)."""
-        segment = self.segmentation_node.GetSegmentation().GetSegment(_segment_id(name)) if name else None
+        stem = stem or (unique_stem(name, [o.stem for o in self.objects]) if name else None)
+        segment = self.segmentation_node.GetSegmentation().GetSegment(SEGMENT_PREFIX + stem) if stem else None
         if color is None and segment is not None:
             color = tuple(segment.GetColor())
-        obj = self.add_object(name, markups, color)
+        obj = self.add_object(name, markups, color, stem)
         obj.clicks = int(clicks) if clicks is not None else obj.point_count
         obj.fitted_points = obj.points_lps
         if segment is not None:
@@ -355,8 +483,13 @@ class AnnotationSession:
 
     # -------------------------------------------------------------------------------------- listeners
     def add_listener(self, callback: Callable[["AnnotationSession"], None]) -> None:
-        """Call ``callback(session)`` after every status change (fit, warning, deleted node...)."""
+        """Call ``callback(session)`` after every change: a fit, a warning, a counted click, the end of a drag,
+        an undo, a deleted node..."""
         self._listeners.append(callback)
+
+    def remove_listener(self, callback: Callable[["AnnotationSession"], None]) -> None:
+        if callback in self._listeners:
+            self._listeners.remove(callback)
 
     def close(self) -> None:
         """Stop observing the scene and the markups nodes (nodes and files stay)."""
@@ -379,18 +512,20 @@ class AnnotationSession:
                 obj.markups_node.SetAttribute(ATTR_CLICKS, str(obj.clicks))  # saved with the scene
                 if self.autosave_dir:
                     self._autosave(self._write_session_file)
+                self._notify()
         except Exception as exc:  # noqa: BLE001 - an observer must never raise into Slicer's event loop
             log.exception("WeakNet: re-fitting %s failed", obj.name)
             message = str(exc) if isinstance(exc, WeakNetError) else f"{type(exc).__name__}: {exc}"
             self._set_status(f"{obj.name}: fit failed ({message}); your points are kept", "error")
 
     def _on_drag(self, obj: TargetObject, dragging: bool, caller=None, vtk_event=None) -> None:
-        obj.dragging = dragging
+        obj.dragging, obj.drag_recorded = dragging, False
         if not dragging:
             try:
                 self._save_templates()
             except WeakNetError as exc:
                 self._set_status(str(exc), "error")
+            self._notify()
 
     def _on_scene_close(self, caller, event) -> None:
         self.close()  # File > Close scene: its nodes go, so does the session (files in the folder stay)
@@ -416,6 +551,7 @@ class AnnotationSession:
                 for obj in list(self.objects):
                     if node is obj.markups_node:
                         self._detach(obj)
+                        self.history.forget(obj)
                         self.objects.remove(obj)
                         if self.active is obj:
                             self.active = self.objects[-1] if self.objects else None
@@ -433,7 +569,7 @@ class AnnotationSession:
 
     def _save_points(self, obj: TargetObject) -> None:
         if self.autosave_dir and not self._batch:
-            self._autosave(nodes.write_node, obj.markups_node, self.autosave_dir / _points_file(obj.name))
+            self._autosave(nodes.write_node, obj.markups_node, self.autosave_dir / obj.points_file)
 
     def _save_templates_unless_dragging(self, obj: TargetObject) -> None:
         if not obj.dragging:  # while dragging, the end of the drag saves
@@ -459,7 +595,7 @@ class AnnotationSession:
         folder.mkdir(parents=True, exist_ok=True)
         volume_file = self._volume_file(folder)
         meta = {"volume": self.volume_node.GetName(), "volume_file": volume_file,
-                "objects": [{"name": o.name, "segment_id": o.segment_id, "points": _points_file(o.name),
+                "objects": [{"name": o.name, "segment_id": o.segment_id, "points": o.points_file,
                              "color": list(o.color), "clicks": o.clicks, "point_count": o.point_count}
                             for o in self.objects],
                 "templates": TEMPLATES_FILE, "effort": self.effort}
@@ -469,14 +605,13 @@ class AnnotationSession:
 
     def _volume_file(self, folder: Path) -> str:
         """The volume's file relative to ``folder`` (written there as volume.nrrd once if it has none)."""
-        storage = self.volume_node.GetStorageNode()
-        name = storage.GetFileName() if storage is not None else None
-        if name and Path(name).is_file():
+        source = nodes.node_file(self.volume_node)
+        if source is not None:
             try:
-                return str(Path(name).resolve().relative_to(folder.resolve()))
+                return str(source.relative_to(folder.resolve()))
             except ValueError:
-                return str(Path(name).resolve())
-        target = folder / "volume.nrrd"
+                return str(source)
+        target = folder / VOLUME_FILE
         if not target.is_file():
             from weaknet.volume import write_volume
 
@@ -527,15 +662,14 @@ class AnnotationSession:
             message, level = f"{message} — {self.autosave_error}", "warning"
         self.status, self.status_level = message, level
         (log.warning if level != "info" else log.info)("WeakNet: %s", message)
+        self._notify()
+
+    def _notify(self) -> None:
         for callback in list(self._listeners):
             try:
                 callback(self)
             except Exception:  # noqa: BLE001 - a broken listener must not break the session
                 log.exception("WeakNet: a session listener failed")
-
-
-def _nodes(scene, cls: str) -> list:
-    return [scene.GetNthNodeByClass(i, cls) for i in range(scene.GetNumberOfNodesByClass(cls))]
 
 
 def _weak(method, *bound):
@@ -554,14 +688,6 @@ def _weak(method, *bound):
     if hasattr(method, "CallDataType"):
         call.CallDataType = method.CallDataType
     return call
-
-
-def _segment_id(name: str) -> str:
-    return "weaknet_" + re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_")
-
-
-def _points_file(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", name).strip("_") + ".mrk.json"
 
 
 def _load_volume(volumes_logic, path: Path, name: str):

@@ -3,28 +3,36 @@
 - :class:`TrainingSet` / :func:`build_training_set`: the templates of annotated volumes (the segmentation
   nodes an :class:`~WeakNetSlicerLib.session.AnnotationSession` tagged) → images + template masks on disk and
   a DATASET.json written with :func:`weaknet.dataset.write_dataset`.
-- :class:`TrainingRun`: training in a background process (:class:`weaknet.background.TrainingJob`), polled
-  for progress (a GUI timer calls :meth:`TrainingRun.poll`) and cancellable.
+- :class:`TrainingController`: the settings (TrainConfig defaults + overrides), one run at a time through a
+  small job interface (:class:`TrainingJobLike`: a background process or an out-of-process runner), its
+  progress for a GUI timer (:meth:`TrainingController.poll`), cancel, and applying a model.
 - :func:`apply_model`: a trained model on a volume node → a new segmentation node, with warnings when the
   model was trained on another modality or a very different voxel spacing.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Callable, Protocol
 
 import numpy as np
 
+from weaknet.config import TrainConfig
 from weaknet.dataset import Case, normalize_modality, read_dataset, write_dataset
 from weaknet.errors import InputError
+from weaknet.filenames import safe_stem
+from weaknet.progress import TrainingState, state_after
 from weaknet.volume import Volume, write_volume
 
 from . import nodes
 from .session import REF_VOLUME, AnnotationSession
 
 DATASET_FILE = "DATASET.json"
+FORM_FIELDS = {"lambda_": "λ", "gamma": "γ", "boundary_distance": "d (mm)", "epochs": "epochs",
+               "steps_per_epoch": "steps/epoch", "patch": "patch", "device": "device"}
+"""The :class:`TrainConfig` fields both front ends show, with their short labels, in order (every other
+field keeps its default)."""
 SPACING_TOLERANCE = 1.5
 """A model is flagged when a volume's spacing differs from its training spacing by more than this factor."""
 
@@ -33,8 +41,7 @@ def annotated_volumes(scene) -> list[tuple[object, object]]:
     """(volume node, segmentation node) of every WeakNet template segmentation in the scene whose volume
     is still there and which holds at least one segment."""
     out = []
-    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
-        seg = scene.GetNthNodeByClass(i, "vtkMRMLSegmentationNode")
+    for seg in nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode"):
         volume = seg.GetNodeReference(REF_VOLUME)
         if volume is not None and seg.GetSegmentation().GetNumberOfSegments() > 0:
             out.append((volume, seg))
@@ -112,96 +119,234 @@ def build_training_set(scene, folder: str | Path, modality: str = "CT", name: st
     return training.write()
 
 
+class TrainingJobLike(Protocol):
+    """What the controller needs of a training run: :class:`weaknet.background.TrainingJob` (a spawned
+    process) or an out-of-process runner reading ``weaknet train --progress-lines`` output. ``poll`` never
+    blocks and returns the progress events (dicts, see :mod:`weaknet.progress`) that arrived since the last
+    call; ``state`` follows :func:`weaknet.progress.state_after`; ``error`` says why a failed run failed."""
+
+    state: TrainingState
+    error: str | None
+
+    def start(self) -> "TrainingJobLike": ...
+
+    def poll(self) -> list[dict]: ...
+
+    def cancel(self) -> None: ...
+
+
+JobFactory = Callable[[Path, Path, TrainConfig], TrainingJobLike]
+
+
+def background_job(dataset: Path, output_dir: Path, config: TrainConfig) -> TrainingJobLike:
+    """The default runner: a spawned child process (:class:`weaknet.background.TrainingJob`)."""
+    from weaknet.background import TrainingJob
+
+    return TrainingJob(dataset, output_dir, config)
+
+
 @dataclass
-class TrainingRun:
-    """Background training of a DATASET.json into ``output_dir``; call :meth:`poll` from a GUI timer.
+class TrainingProgress:
+    """What a panel shows of a run: ``state``, ``fraction`` 0–1, one-line ``message``, the step ``losses``
+    so far, ``model_dir`` once done."""
 
-    ``state``: "running" | "done" | "cancelled" | "failed"; ``fraction`` 0–1; ``message`` one line for the
-    panel; ``model_dir`` once done; ``events`` every progress dict received so far.
-    """
-
-    dataset: Path
-    output_dir: Path
-    config: object = None
-    job: object = None
-    state: str = "starting"
+    state: TrainingState = TrainingState.IDLE
     fraction: float = 0.0
-    message: str = "starting training..."
+    message: str = ""
+    losses: list[float] = field(default_factory=list)
     model_dir: Path | None = None
-    events: list[dict] = field(default_factory=list)
-    _total_steps: int = 0
-
-    def start(self) -> "TrainingRun":
-        """Start the training process (returns at once)."""
-        from weaknet.background import TrainingJob
-
-        self.job = TrainingJob(self.dataset, self.output_dir, self.config)
-        self.job.start()
-        self.state = "running"
-        return self
-
-    def poll(self) -> list[dict]:
-        """Read the events that arrived since the last poll and update state/fraction/message."""
-        if self.job is None:
-            return []
-        new = list(self.job.poll())
-        for event in new:
-            self._apply(event)
-        self.events += new
-        ended = {"finished": "done", "cancelled": "cancelled", "failed": "failed"}.get(self.job.state)
-        if self.state == "running" and ended:  # the process ended without its final event
-            self._apply({"event": {"done": "done", "cancelled": "cancelled"}.get(ended, "error"),
-                         "model_dir": str(self.output_dir), "message": self.job.error or "see the log"})
-        return new
-
-    def cancel(self) -> None:
-        """Ask the training process to stop (it stops within one step; :meth:`poll` reports "cancelled")."""
-        if self.job is not None and self.state == "running":
-            self.job.cancel()
-            self.message = "cancelling..."
 
     @property
-    def finished(self) -> bool:
-        return self.state in ("done", "cancelled", "failed")
+    def running(self) -> bool:
+        return self.state == TrainingState.RUNNING
+
+
+class TrainingController:
+    """The training workflow of both front ends: the settings (:class:`TrainConfig` defaults + the user's
+    overrides), the training set, one run at a time (start, :meth:`poll` from a GUI timer, cancel), and
+    applying a model to a volume (the result imported as a segment).
+
+    ``job_factory(dataset, output_dir, config)`` makes the run (default :func:`background_job`).
+    """
+
+    def __init__(self, job_factory: JobFactory = background_job):
+        self.job_factory = job_factory
+        self.job: TrainingJobLike | None = None
+        self.progress = TrainingProgress()
+        self.prediction = None
+        self._total_steps = 0
+
+    # ------------------------------------------------------------------------------------- settings
+    @staticmethod
+    def defaults(names=tuple(FORM_FIELDS)) -> dict:
+        """The :class:`TrainConfig` default of each setting in ``names`` (None: planned from the dataset)."""
+        defaults = TrainConfig()
+        return {name: getattr(defaults, name) for name in names}
+
+    @staticmethod
+    def settings(overrides: dict | None = None) -> TrainConfig:
+        """:class:`TrainConfig` defaults with the non-None ``overrides`` applied, validated (InputError for an
+        unknown name or a value out of bounds)."""
+        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+        unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
+        if unknown:
+            raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
+        config = TrainConfig(**overrides)
+        config.validate()
+        return config
+
+    @staticmethod
+    def choices(name: str) -> tuple:
+        """The values a front end offers for setting ``name`` (its TrainConfig metadata), or () for any."""
+        field_ = {f.name: f for f in fields(TrainConfig)}.get(name)
+        return tuple((field_.metadata.get("choices") if field_ is not None else None) or ())
+
+    @staticmethod
+    def parse(values: dict) -> dict:
+        """A form's values (text or numbers, by TrainConfig field name) → typed overrides; an empty field
+        (or "auto" for a planned one) is None: the default. InputError names the field that does not parse."""
+        defaults = TrainConfig()
+        out = {}
+        for name, raw in values.items():
+            text = "" if raw is None else str(raw).strip()
+            default = getattr(defaults, name)
+            if text == "" or (default is None and text.lower() == "auto"):
+                out[name] = None
+                continue
+            kind = type(default) if default is not None else float
+            try:
+                if kind is tuple:
+                    parts = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+                    out[name] = tuple(parts * 3 if len(parts) == 1 else parts)
+                elif kind is int:
+                    out[name] = int(text)
+                elif kind is float:
+                    out[name] = float(text)
+                else:
+                    out[name] = text
+            except ValueError:
+                raise InputError(f"{name}: {text!r} is not a {kind.__name__}") from None
+        return out
+
+    # --------------------------------------------------------------------------------- training set
+    @staticmethod
+    def add_to_training_set(folder: str | Path, session: AnnotationSession, modality: str) -> int:
+        """Add a session's volume with all its templates to the training set in ``folder``; returns the number
+        of volumes in it."""
+        training = TrainingSet(folder, modality=modality)
+        training.add_session(session)
+        training.write()
+        return len(training.cases)
+
+    @staticmethod
+    def count_cases(folder: str | Path) -> int:
+        """Volumes in the training set in ``folder`` (0 when there is none or it cannot be read)."""
+        path = Path(folder) / DATASET_FILE
+        try:
+            return len(read_dataset(path).training) if path.is_file() else 0
+        except InputError:
+            return 0
+
+    # -------------------------------------------------------------------------------------- the run
+    @property
+    def running(self) -> bool:
+        return self.job is not None and self.progress.running
+
+    def start(self, folder: str | Path, output_dir: str | Path, overrides: dict | None = None) -> TrainingProgress:
+        """Train on the training set in ``folder`` into ``output_dir`` (or ``<output_dir>-2``... when it already
+        holds files: a new run never overwrites a model). Returns at once; bad settings, a missing or empty
+        training set or an absent device raise InputError before anything starts."""
+        from weaknet.device import resolve_device
+
+        if self.running:
+            raise InputError("a training is already running; cancel it first")
+        dataset = Path(folder) / DATASET_FILE
+        if not dataset.is_file():
+            raise InputError(f"no training set in {folder}: annotate a volume and add it to the training set first")
+        read_dataset(dataset)  # clear errors now rather than later in the background
+        config = self.settings(overrides)
+        resolve_device(config.device)
+        self.job = self.job_factory(dataset, free_folder(Path(output_dir)), config).start()
+        self.progress = TrainingProgress(TrainingState.RUNNING, message="starting training...")
+        self._total_steps = 0
+        return self.progress
+
+    def poll(self) -> TrainingProgress:
+        """Take the events that arrived since the last poll into :attr:`progress` (never blocks)."""
+        job = self.job
+        if job is None or self.progress.state.finished:
+            return self.progress
+        try:
+            events = job.poll()
+        except Exception as exc:  # noqa: BLE001 - a dead runner must end the run, not the poller
+            events = [{"event": "error", "message": f"{type(exc).__name__}: {exc}"}]
+        for event in events:
+            self._apply(event)
+        ended = TrainingState(job.state)
+        if not self.progress.state.finished and ended.finished:  # the run ended without its final event
+            self._apply({"event": "error" if ended == TrainingState.FAILED else ended.value,
+                         "model_dir": str(getattr(job, "output_dir", "")), "message": job.error or "see the log"})
+        return self.progress
+
+    def cancel(self) -> None:
+        """Ask the run to stop (within one step; :meth:`poll` then reports "cancelled")."""
+        if not self.running:
+            raise InputError("no training is running")
+        self.job.cancel()
+        self.progress.message = "cancelling..."
 
     def _apply(self, e: dict) -> None:
-        kind = e.get("event")
+        p, kind = self.progress, e.get("event")
+        p.state = state_after(p.state, e)
         if kind == "start":
-            self._total_steps = max(1, int(e.get("epochs", 1)) * int(e.get("steps_per_epoch", 1)))
-            self.message = f"training: {e.get('epochs')} epochs of {e.get('steps_per_epoch')} steps"
+            self._total_steps = max(1, int(e.get("epochs") or 1) * int(e.get("steps_per_epoch") or 1))
+            p.message = f"training: {e.get('epochs')} epochs of {e.get('steps_per_epoch')} steps"
         elif kind == "step" and self._total_steps:
             done = (int(e.get("epoch", 1)) - 1) * int(e.get("steps", 1)) + int(e.get("step", 0))
-            self.fraction = min(1.0, done / self._total_steps)
-            self.message = f"epoch {e.get('epoch')} step {e.get('step')}/{e.get('steps')}: loss {e.get('loss', 0):.4g}"
+            p.fraction = min(1.0, done / self._total_steps)
+            if "loss" in e:
+                p.losses.append(float(e["loss"]))
+            p.message = f"epoch {e.get('epoch')} step {e.get('step')}/{e.get('steps')}: loss {e.get('loss', 0):.4g}"
         elif kind == "epoch":
             iou = e.get("val_iou")
-            self.message = f"epoch {e.get('epoch')} done: loss {e.get('loss', 0):.4g}" + \
+            p.message = f"epoch {e.get('epoch')} done: loss {e.get('loss', 0):.4g}" + \
                 (f", validation IoU {iou:.3f}" if iou is not None else "")
+        elif kind == "warning":
+            p.message = f"warning: {e.get('message', '')}"
         elif kind == "done":
-            self.state, self.fraction = "done", 1.0
-            self.model_dir = Path(e.get("model_dir", self.output_dir))
-            self.message = f"model ready: {self.model_dir}"
+            p.fraction = 1.0
+            p.model_dir = Path(e["model_dir"]) if e.get("model_dir") else None
+            p.message = f"model ready: {p.model_dir}"
         elif kind == "cancelled":
-            self.state = "cancelled"
-            self.message = f"training cancelled (after epoch {e.get('epoch', '?')})"
+            p.message = f"training cancelled (after epoch {e.get('epoch', '?')})"
         elif kind in ("error", "failed"):
-            self.state = "failed"
-            self.message = "training failed: " + str(e.get("message") or e.get("error") or "see the log")
+            p.message = "training failed: " + str(e.get("message") or e.get("error") or "see the log")
+
+    # ------------------------------------------------------------------------------------ the model
+    def apply(self, scene, model_dir: str | Path, volume_node, gamma: float | None = None, device: str = "auto",
+              modality: str | None = None):
+        """Segment a volume with a model → (segmentation node, warnings); the previous prediction made here is
+        replaced (:meth:`remove_prediction`)."""
+        self.remove_prediction()
+        self.prediction, warnings = apply_model(scene, model_dir, volume_node, gamma=gamma, device=device,
+                                                modality=modality)
+        return self.prediction, warnings
+
+    def remove_prediction(self) -> None:
+        """Take the last prediction's segmentation node out of its scene."""
+        node, self.prediction = self.prediction, None
+        scene = node.GetScene() if node is not None else None
+        if scene is not None and scene.IsNodePresent(node):
+            scene.RemoveNode(node)
 
 
-def start_training(dataset: str | Path, output_dir: str | Path, **config) -> TrainingRun:
-    """Start background training; ``config`` are :class:`weaknet.train.TrainConfig` fields (lambda_, gamma,
-    boundary_distance, epochs, device, ...). Raises :class:`InputError` for a missing/empty dataset, a bad
-    setting or an absent device (e.g. cuda without a GPU) before any process starts."""
-    from weaknet.device import resolve_device
-    from weaknet.train import TrainConfig
-
-    ds_path = Path(dataset)
-    read_dataset(ds_path)  # clear errors now rather than later in the background process
-    cfg = TrainConfig(**config)
-    cfg.validate()
-    resolve_device(cfg.device)
-    return TrainingRun(ds_path, Path(output_dir), cfg).start()
+def free_folder(folder: Path) -> Path:
+    """``folder`` if it is missing or empty, else the first free ``<folder>-2``, ``-3``...: a new training
+    never overwrites (or refuses because of) an earlier model."""
+    candidate, n = folder, 2
+    while candidate.exists() and any(candidate.iterdir()):
+        candidate, n = folder.with_name(f"{folder.name}-{n}"), n + 1
+    return candidate
 
 
 def model_warnings(model_dir: str | Path, volume_node, modality: str | None = None) -> list[str]:
@@ -250,5 +395,4 @@ def apply_model(scene, model_dir: str | Path, volume_node, gamma: float | None =
 
 
 def _file_stem(volume_node) -> str:
-    base = re.sub(r"[^A-Za-z0-9_-]+", "_", volume_node.GetName()).strip("_") or "volume"
-    return f"{base}_{re.sub(r'[^A-Za-z0-9]+', '', volume_node.GetID())}"
+    return f"{safe_stem(volume_node.GetName(), 'volume')}_{safe_stem(volume_node.GetID(), 'node')}"

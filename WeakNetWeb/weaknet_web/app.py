@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 from trame.app import TrameApp
 from trame.app.file_upload import ClientFile
 from trame_slicer import module as trame_slicer_module
@@ -14,7 +13,7 @@ from trame_slicer.core.volume_window_level import VolumeWindowLevel
 
 from weaknet.errors import InputError
 
-from .annotation import AnnotationPanel, annotation_folder
+from .annotation import AnnotationPanel
 from .errors import report_to
 from .files import output_path, store_upload
 from .sandbox import DataRoot
@@ -26,7 +25,6 @@ log = logging.getLogger("weaknet_web")
 
 SAMPLE_NAME = "samples/phantom_bean.nrrd"
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software")
-LOADED_COLORS = ((0.95, 0.85, 0.2), (0.2, 0.85, 0.95), (0.9, 0.4, 0.9))  # loaded segmentations: yellow, cyan...
 
 
 def opengl_renderer(render_window) -> str:
@@ -108,6 +106,7 @@ class AnnotatorApp(TrameApp):
         s.change("active_object")(guard(lambda active_object, **_: a.select_object(active_object)))
         ctrl.add_object = guard(a.add_object)
         ctrl.undo_point = guard(a.undo)
+        ctrl.redo_point = guard(a.redo)
         ctrl.clear_points = guard(a.clear)
         ctrl.refit = guard(a.refit)
         ctrl.delete_point = guard(a.delete_point)
@@ -177,11 +176,11 @@ class AnnotatorApp(TrameApp):
             self.state.volume_choice = self.state.volume_name
             self.state.wl_range = [float(lo), float(hi)]
             self.state.wl_min_max = [float(shown[0]), float(shown[1])]
-            stem = "exports/" + annotation_folder(self.data_root, self.state.volume_name).name
+            stem = "exports/" + self.annotation.controller.session_folder(self.volume_node).name
             self.state.points_file = f"{stem}/points.mrk.json"
             self.state.seg_file = f"{stem}/templates.seg.nrrd"
             self.state.label_file = f"{stem}/templates_label.nii.gz"
-        self.annotation.open(self.volume_node, self.state.volume_name)
+        self.annotation.open(self.volume_node)
 
     def set_display_range(self, lo: float, hi: float) -> None:
         """Window/level as the displayed intensity range [lo, hi]."""
@@ -208,14 +207,13 @@ class AnnotatorApp(TrameApp):
         from WeakNetSlicerLib import nodes
         from weaknet.volume import Volume, write_volume
 
-        session = self.annotation.require()
         relative = self.state[which]
         if which == "points_file":
             path = output_path(self.data_root, relative, (".mrk.json",))
             self.annotation.save_points(path)
         elif which == "seg_file":
             path = output_path(self.data_root, relative, (".seg.nrrd",))
-            nodes.write_node(session.segmentation_node, path)
+            nodes.write_node(self.annotation.require().segmentation_node, path)
         else:
             path = output_path(self.data_root, relative, (".nii.gz", ".nii", ".nrrd"))
             labels, geometry = self.annotation.labelmap()
@@ -238,16 +236,7 @@ class AnnotatorApp(TrameApp):
         else:
             labels = read_volume(path)
             labels.geometry.require_match(session.geometry, what=path.name, ref="the open volume")
-            node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"loaded {path.name}")
-            node.CreateDefaultDisplayNodes()
-            node.SetReferenceImageGeometryParameterFromVolumeNode(session.volume_node)
-            values = [int(v) for v in np.unique(labels.array) if v > 0]
-            if not values:
-                scene.RemoveNode(node)
-                raise InputError(f"{path.name}: the labelmap is empty")
-            for i, value in enumerate(values):
-                nodes.set_segment(node, f"label_{value}", f"label {value}", LOADED_COLORS[i % len(LOADED_COLORS)],
-                                  labels.array == value, labels.geometry)
+            node = nodes.add_labelmap_segmentation(scene, labels, session.volume_node, f"loaded {path.name}")
         self.loaded_segmentation = node
         count = node.GetSegmentation().GetNumberOfSegments()
         self.inform(f"loaded {self.data_root.relative(path)} ({count} segment{'s' if count != 1 else ''})")

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from weaknet.errors import InputError
+from weaknet.filenames import safe_stem, split_suffix, unique_stem
 
 from .sandbox import DataRoot, is_volume_name
 
@@ -19,10 +20,13 @@ UPLOADS = "uploads"
 
 
 def safe_file_name(name: str) -> str:
-    """The last component of a browser-supplied file name, reduced to ``[A-Za-z0-9._-]`` (no leading dot)."""
-    base = re.split(r"[\\/]", str(name))[-1]
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", base).lstrip(".")
-    if not clean:
+    """The last component of a browser-supplied file name: its stem made safe
+    (:func:`weaknet.filenames.safe_stem`) and its suffix in lower case, e.g. ``"..\\CT 1.NII.GZ"`` →
+    ``"CT_1.nii.gz"``."""
+    base = re.split(r"[\\/]", str(name))[-1].lstrip(".")
+    stem, suffix = split_suffix(base)
+    clean = safe_stem(stem, "") + re.sub(r"[^a-z0-9.]+", "", suffix.lower())
+    if not safe_stem(stem, ""):
         raise InputError(f"unusable file name {name!r}; rename the file")
     return clean
 
@@ -31,7 +35,7 @@ def store_upload(data_root: DataRoot, name: str, content: bytes | None, max_byte
     """Validate an uploaded volume and keep it under ``uploads/``; returns its path relative to the root.
 
     Raises InputError if it is empty, larger than ``max_bytes``, not named like a volume, or not readable
-    as a 3-D scalar volume. An existing file of the same name is never overwritten (``_1``, ``_2``… added).
+    as a 3-D scalar volume. An existing file of the same name is never overwritten (``_2``, ``_3``… added).
     """
     from weaknet.volume import read_volume
 
@@ -52,23 +56,11 @@ def store_upload(data_root: DataRoot, name: str, content: bytes | None, max_byte
             read_volume(staged)
         except InputError as exc:
             raise InputError(f"{clean}: rejected, {str(exc).split(': ', 1)[-1]}") from None
-        target = folder / clean
-        stem, suffix = _split_suffix(clean)
-        i = 0
-        while target.exists():
-            i += 1
-            target = folder / f"{stem}_{i}{suffix}"
+        stem, suffix = split_suffix(clean)
+        taken = [split_suffix(p.name)[0] for p in folder.iterdir() if p.name.lower().endswith(suffix)]
+        target = folder / (unique_stem(stem, taken) + suffix)
         shutil.move(str(staged), target)
     return data_root.relative(target)
-
-
-def _split_suffix(name: str) -> tuple[str, str]:
-    lower = name.lower()
-    for suffix in (".nii.gz", ".seg.nrrd"):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)], name[-len(suffix):]
-    p = Path(name)
-    return p.stem, p.suffix
 
 
 def output_path(data_root: DataRoot, relative: str, suffixes: tuple[str, ...]) -> Path:

@@ -11,8 +11,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from weaknet.errors import InputError
-
-VOLUME_SUFFIXES = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd", ".tif", ".tiff")
+from weaknet.filenames import VOLUME_SUFFIXES
 
 
 def is_volume_name(name: str) -> bool:

@@ -6,6 +6,10 @@ from trame.ui.vuetify3 import SinglePageWithDrawerLayout
 from trame.widgets import html
 from trame.widgets import vuetify3 as v
 
+from WeakNetSlicerLib.training import FORM_FIELDS
+
+from .training import form_key
+
 
 def build_ui(app) -> SinglePageWithDrawerLayout:
     """Build the page for ``app`` (an AnnotatorApp); returns the trame layout."""
@@ -79,9 +83,13 @@ def _points_panel(ctrl) -> None:
               hide_details=True, color="primary")
     html.Div("{{ n_points }} points · effort {{ effort }} clicks", classes="text-body-2 my-1",
              raw_attrs=['data-testid="point-count"'])
+    html.Div("{{ objects.length }} object(s), {{ total_points }} points in all", classes="text-caption",
+             raw_attrs=['data-testid="total-count"'])
     with html.Div(classes="d-flex ga-1 mb-1"):
-        v.VBtn("Undo", click=ctrl.undo_point, size="small", prepend_icon="mdi-undo",
+        v.VBtn("Undo", click=ctrl.undo_point, size="small", prepend_icon="mdi-undo", disabled=("!can_undo",),
                raw_attrs=['data-testid="undo"'])
+        v.VBtn("Redo", click=ctrl.redo_point, size="small", prepend_icon="mdi-redo", disabled=("!can_redo",),
+               raw_attrs=['data-testid="redo"'])
         v.VBtn("Re-fit", click=ctrl.refit, size="small", prepend_icon="mdi-refresh",
                raw_attrs=['data-testid="refit"'])
         v.VBtn("Clear", click=ctrl.clear_points, size="small", prepend_icon="mdi-delete-sweep")
@@ -121,13 +129,14 @@ def _training_panel(ctrl) -> None:
                raw_attrs=['data-testid="add-training"'])
     html.Div("{{ train_cases }} volume(s) in training/", classes="text-caption mb-1")
     with v.VRow(dense=True):
-        for key, label in (("train_lambda", "λ"), ("train_gamma", "γ"), ("train_epochs", "epochs"),
-                           ("train_steps", "steps/epoch"), ("train_patch", "patch")):
+        for name, label in FORM_FIELDS.items():
             with v.VCol(cols=4):
-                v.VTextField(v_model=(key,), label=label, type="number", density="compact", hide_details=True)
-        with v.VCol(cols=4):
-            v.VSelect(v_model=("train_device",), items=("train_devices",), label="device", density="compact",
-                      hide_details=True)
+                if name == "device":
+                    v.VCombobox(v_model=(form_key(name),), items=("train_devices",), label=label,
+                                density="compact", hide_details=True)
+                else:
+                    v.VTextField(v_model=(form_key(name),), label=label, placeholder="auto", density="compact",
+                                 hide_details=True, persistent_placeholder=True)
     with html.Div(classes="d-flex ga-1 my-1"):
         v.VBtn("Train", click=ctrl.start_training, size="small", color="primary",
                disabled=("train_state === 'running'",), raw_attrs=['data-testid="train"'])

@@ -1,0 +1,319 @@
+"""The annotation workflow both front ends drive: one controller, sessions per volume, one autosave layout.
+
+:class:`AnnotationController` is what the desktop module's Logic and the browser's panel call for every
+button: open a volume (resume its nodes from the scene, reopen its autosave folder, or start afresh), add
+and select objects, place mode (kept in step with the scene's interaction node, so Esc or Slicer's toolbar
+are seen), undo/redo, clear, delete a point, load/save points, the labelmap of all templates. After every
+change it sends listeners one :class:`AnnotationStatus` with the counts a panel shows.
+
+Autosave layout (:meth:`AnnotationController.session_folder`): ``<autosave root>/<volume stem>/`` with the
+stem of the volume's file (else its node name) made safe; a folder that already holds another volume's
+session is skipped (``<stem>_2``, ...), so two volumes never share a folder and a volume finds its own again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import slicer
+
+from weaknet.errors import InputError
+from weaknet.filenames import safe_stem, split_suffix
+
+from . import nodes
+from .session import REF_VOLUME, SESSION_FILE, VOLUME_FILE, AnnotationSession, TargetObject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnnotationStatus:
+    """What a panel shows after a change. ``points``: the active object's points; ``total_points``: over all
+    objects of the volume; ``clicks``: the annotation effort (points placed, including removed ones)."""
+
+    message: str
+    level: str  # "info" | "warning" | "error"
+    volume: str | None = None
+    objects: tuple[str, ...] = ()
+    active: str | None = None
+    points: int = 0
+    total_points: int = 0
+    clicks: int = 0
+    placing: bool = False
+    can_undo: bool = False
+    can_redo: bool = False
+    folder: Path | None = None
+
+    @property
+    def counts(self) -> str:
+        """One line: "<active>: 12 points · 3 objects, 30 points, effort 31 clicks"."""
+        if self.active is None:
+            return "no object yet"
+        return (f"{self.active}: {self.points} points · {len(self.objects)} object(s), {self.total_points} points, "
+                f"effort {self.clicks} clicks")
+
+
+IDLE = AnnotationStatus("open a volume, add an object, then click points on its surface", "info")
+
+
+class AnnotationController:
+    """Annotation sessions of the volumes of one scene, and the one the user works on (:attr:`session`).
+
+    scene: the ``vtkMRMLScene``; autosave_root: where session folders go (None: no autosave);
+    volumes_logic: to load a session's volume file when reopening without a volume node; fit_options: for
+    :class:`weaknet.asm.ActiveSurface`. :attr:`placing`: whether clicks place points (it holds across volumes
+    and objects; the scene's interaction node is followed).
+    """
+
+    def __init__(self, scene, autosave_root: str | Path | None = None, volumes_logic=None,
+                 fit_options: dict | None = None):
+        self.scene = scene
+        self.autosave_root = Path(autosave_root) if autosave_root else None
+        self.volumes_logic = volumes_logic
+        self.fit_options = fit_options
+        self.sessions: dict[str, AnnotationSession] = {}
+        self.session: AnnotationSession | None = None
+        self.placing = False
+        self._listeners: list[Callable[[AnnotationStatus], None]] = []
+        interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        self._interaction_tag = None
+        if interaction is not None:
+            self._interaction_tag = interaction.AddObserver(
+                slicer.vtkMRMLInteractionNode.InteractionModeChangedEvent, self._on_interaction_mode)
+
+    # ------------------------------------------------------------------------------------------ volumes
+    def session_folder(self, volume_node) -> Path | None:
+        """The autosave folder of a volume (see the module docstring), or None without an autosave root."""
+        if self.autosave_root is None:
+            return None
+        source = nodes.node_file(volume_node)
+        stem = safe_stem(split_suffix(source.name)[0] if source else volume_node.GetName(), "volume")
+        n = 1
+        while True:
+            folder = self.autosave_root / (stem if n == 1 else f"{stem}_{n}")
+            if not (folder / SESSION_FILE).is_file() or _holds(folder, volume_node, source):
+                return folder
+            n += 1
+
+    def open(self, volume_node) -> AnnotationSession:
+        """Make ``volume_node``'s session the current one: the one already open, else resumed from the scene's
+        WeakNet nodes (a saved scene), else reopened from its autosave folder, else a new one."""
+        if volume_node is None or not self.scene.IsNodePresent(volume_node):
+            raise InputError("pick a volume first")
+        session = self.sessions.get(volume_node.GetID())
+        if session is None or session.closed or session.volume_node is not volume_node:
+            session = self._start(volume_node)
+            session.add_listener(self._on_session)
+            self.sessions[volume_node.GetID()] = session
+        self.session = session
+        if self.placing and session.active is not None:
+            session.start_placing(session.active, persistent=True)
+        self._emit()
+        return session
+
+    def _start(self, volume_node) -> AnnotationSession:
+        folder = self.session_folder(volume_node)
+        in_scene = any(n.GetNodeReference(REF_VOLUME) is volume_node
+                       for n in nodes.nodes_of_class(self.scene, "vtkMRMLSegmentationNode"))
+        if not in_scene and folder is not None and (folder / SESSION_FILE).is_file():
+            return AnnotationSession.reopen(self.scene, folder, volume_node=volume_node,
+                                            fit_options=self.fit_options)
+        return AnnotationSession.from_scene(self.scene, volume_node, autosave_dir=folder,
+                                            fit_options=self.fit_options)
+
+    def close(self, volume_node=None, remove_nodes: bool = False) -> None:
+        """Stop a volume's session (default: the current one); with ``remove_nodes`` its points and template
+        nodes leave the scene too (its files stay in the autosave folder)."""
+        session = self.sessions.pop(volume_node.GetID(), None) if volume_node is not None else self.session
+        if session is None:
+            return
+        self.sessions = {k: s for k, s in self.sessions.items() if s is not session}
+        session.remove_listener(self._on_session)
+        session.close()
+        if remove_nodes:
+            for node in [o.markups_node for o in session.objects] + [session.segmentation_node]:
+                if node is not None and self.scene.IsNodePresent(node):
+                    self.scene.RemoveNode(node)
+        if session is self.session:
+            self.session = None
+        self._emit()
+
+    def require(self) -> AnnotationSession:
+        """The current session; InputError when no volume is open."""
+        if self.session is None or self.session.closed:
+            raise InputError("open a volume first")
+        return self.session
+
+    def active(self) -> TargetObject:
+        """The current session's active object; InputError when there is none."""
+        obj = self.require().active
+        if obj is None:
+            raise InputError("add an object first (Add object), then place points on its surface")
+        return obj
+
+    # ------------------------------------------------------------------------------------------ objects
+    def add_object(self, name: str | None = None) -> TargetObject:
+        """Add an object (default name: the first free "Object <n>") and make it active (placing if on)."""
+        obj = self.require().add_object(name or None)
+        self._follow_placing()
+        self._emit()
+        return obj
+
+    def select(self, name: str) -> TargetObject:
+        """Make the object called ``name`` the active one."""
+        session = self.require()
+        session.active = session.object(name)
+        self._follow_placing()
+        self._emit()
+        return session.active
+
+    def find(self, markups_node) -> tuple[AnnotationSession, TargetObject] | None:
+        """The session and object whose points ``markups_node`` holds, or None."""
+        for session in self.sessions.values():
+            for obj in session.objects:
+                if obj.markups_node is markups_node:
+                    return session, obj
+        return None
+
+    # ------------------------------------------------------------------------------------------- points
+    def set_placing(self, placing: bool) -> None:
+        """Persistent place mode for the active object's points (True), or back to view mode (False)."""
+        if placing:
+            self.require().start_placing(self.active(), persistent=True)
+        elif self.session is not None:
+            self.session.stop_placing()
+        self.placing = bool(placing)
+        self._emit()
+
+    def undo(self) -> None:
+        """Undo the last point edit of the current volume (points and the template shown with them)."""
+        self.require().undo()
+        self._follow_placing()
+
+    def redo(self) -> None:
+        """Redo the last undone point edit."""
+        self.require().redo()
+        self._follow_placing()
+
+    def clear(self) -> None:
+        """Remove all points of the active object (undoable)."""
+        self.require().clear_points(self.active())
+
+    def delete_point(self, index: int) -> None:
+        """Delete point number ``index`` (0-based) of the active object (undoable)."""
+        node = self.active().markups_node
+        if not 0 <= int(index) < node.GetNumberOfControlPoints():
+            raise InputError(f"no point #{int(index) + 1} on {self.active().name}")
+        node.RemoveNthControlPoint(int(index))
+
+    def refit(self) -> None:
+        """Fit the active object's template from scratch through its points (the live fit warm-starts)."""
+        self.require().refit(self.active(), full=True)
+
+    def load_points(self, path: str | Path) -> int:
+        """Replace the active object's points by a point file's (.mrk.json/.fcsv/.csv, LPS); one undoable
+        edit, counted as that many clicks. Returns the number of points."""
+        from weaknet.points import read_points
+
+        session, obj = self.require(), self.active()
+        points = read_points(path)
+        obj.clicks += len(points)
+        with session.batch():
+            nodes.set_control_points_lps(obj.markups_node, points)
+        return len(points)
+
+    def save_points(self, path: str | Path) -> Path:
+        """Write the active object's points (.mrk.json, LPS, Slicer's format)."""
+        obj = self.active()
+        if obj.point_count == 0:
+            raise InputError(f"{obj.name} has no points to save")
+        return nodes.write_node(obj.markups_node, path)
+
+    def labelmap(self) -> tuple[np.ndarray, object]:
+        """All templates of the current volume as one labelmap: uint8 (D, H, W), object i ↦ label i+1 (a
+        later object wins where they overlap), and the volume's Geometry."""
+        session = self.require()
+        labels = np.zeros(session.geometry.shape, np.uint8)
+        for i, obj in enumerate(session.objects):
+            if obj.mask is not None:
+                labels[obj.mask > 0] = i + 1
+        return labels, session.geometry
+
+    def points_ras(self) -> dict[str, np.ndarray]:
+        """Every object's points (N, 3) in RAS mm, by name (what the views show)."""
+        from weaknet.coords import lps_to_ras
+
+        session = self.require()
+        return {o.name: lps_to_ras(o.points_lps) for o in session.objects}
+
+    # ----------------------------------------------------------------------------------------- status
+    def status(self) -> AnnotationStatus:
+        """The counts and message for the current session (:data:`IDLE` when none)."""
+        s = self.session
+        if s is None:
+            return IDLE
+        active = s.active
+        return AnnotationStatus(
+            message=s.status, level=s.status_level, volume=s.volume_node.GetName() if not s.closed else None,
+            objects=tuple(o.name for o in s.objects), active=active.name if active else None,
+            points=active.point_count if active else 0, total_points=s.point_count, clicks=s.effort,
+            placing=self.placing, can_undo=s.can_undo, can_redo=s.can_redo, folder=s.autosave_dir)
+
+    def add_listener(self, callback: Callable[[AnnotationStatus], None]) -> None:
+        """Call ``callback(status)`` after every change of the current session or of the place mode."""
+        self._listeners.append(callback)
+
+    def shutdown(self) -> None:
+        """Close every session and stop observing the scene."""
+        for session in list(self.sessions.values()):
+            session.remove_listener(self._on_session)
+            session.close()
+        self.sessions.clear()
+        self.session = None
+        interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        if interaction is not None and self._interaction_tag is not None:
+            interaction.RemoveObserver(self._interaction_tag)
+        self._interaction_tag = None
+
+    # -------------------------------------------------------------------------------------- internals
+    def _follow_placing(self) -> None:
+        """In place mode, new clicks go to the (new) active object."""
+        session = self.session
+        if self.placing and session is not None and session.active is not None:
+            session.start_placing(session.active, persistent=True)
+
+    def _on_interaction_mode(self, caller, event) -> None:
+        placing = caller.GetCurrentInteractionMode() == slicer.vtkMRMLInteractionNode.Place
+        if placing != self.placing:  # Esc, Slicer's toolbar, another module
+            self.placing = placing
+            self._emit()
+
+    def _on_session(self, session) -> None:
+        if session is self.session:
+            self._emit()
+
+    def _emit(self) -> None:
+        status = self.status()
+        for callback in list(self._listeners):
+            try:
+                callback(status)
+            except Exception:  # noqa: BLE001 - a broken panel must not break annotation
+                log.exception("WeakNet: an annotation listener failed")
+
+
+def _holds(folder: Path, volume_node, source: Path | None) -> bool:
+    """Whether ``folder``'s session.json belongs to this volume: the same file, or (a volume without a file)
+    the same name with its voxels saved in the folder."""
+    try:
+        meta = json.loads((folder / SESSION_FILE).read_text(encoding="utf-8"))
+        saved = (folder / meta["volume_file"]).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    if source is not None:
+        return saved == source
+    return meta.get("volume") == volume_node.GetName() and saved == (folder / VOLUME_FILE).resolve()
