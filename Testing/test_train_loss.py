@@ -24,7 +24,9 @@ def test_loss_matches_hand_computed_value():
     ce0 = -math.log(math.e / (1 + math.e))          # softmax(0, 1)[1]
     ce1 = -math.log(math.e ** 2 / (math.e ** 2 + 1))  # softmax(2, 0)[0]
     hand_ce = (ce0 + ce1) / 2
-    hand_wmse = 1.0 * 0.5 ** 2 + 0.1 * 1.0 ** 2       # summed over voxels, batch of 1
+    mean = (1.0 * 1.0 + 0.1 * -1.0) / 1.1            # W-weighted image mean
+    var = 1.0 * (1.0 - mean) ** 2 + 0.1 * (-1.0 - mean) ** 2
+    hand_wmse = (1.0 * 0.5 ** 2 + 0.1 * 1.0 ** 2) / var  # error over the band's variance, batch of 1
     assert math.isclose(ce.item(), hand_ce, rel_tol=1e-6)
     assert math.isclose(wmse.item(), hand_wmse, rel_tol=1e-6)
     assert math.isclose(total.item(), hand_ce + 0.5 * hand_wmse, rel_tol=1e-6)
@@ -35,10 +37,17 @@ def test_loss_ignores_unlabelled_voxels_and_averages_wmse_over_batch():
     logits[:, 1] = 3.0
     target = torch.full((2, 1, 1, 3), IGNORE)
     target[0, 0, 0, 0] = 1
-    image, recon, weight = torch.ones(2, 1, 1, 1, 3), torch.zeros(2, 1, 1, 1, 3), torch.ones(2, 1, 1, 1, 3)
+    image = torch.tensor([1.0, -1.0, 0.0]).repeat(2, 1).reshape(2, 1, 1, 1, 3)
+    image[1] *= 10.0  # another intensity scale: the same share of variance
+    recon, weight = torch.zeros(2, 1, 1, 1, 3), torch.ones(2, 1, 1, 1, 3)
     _, ce, wmse = weaknet_loss(logits, target, image, recon, weight, lambda_=1.0)
     assert math.isclose(ce.item(), -math.log(math.e ** 3 / (math.e ** 3 + 1)), rel_tol=1e-6)
-    assert math.isclose(wmse.item(), 3.0)  # (6 voxels * 1) / batch 2
+    assert math.isclose(wmse.item(), 1.0, rel_tol=1e-6)  # X̂ = the band's mean explains nothing, either scale
+    # the patch size does not change R: the same pattern tiled 4 times
+    _, _, tiled = weaknet_loss(logits.repeat(1, 1, 1, 1, 4), target.repeat(1, 1, 1, 4), image.repeat(1, 1, 1, 1, 4),
+                               recon.repeat(1, 1, 1, 1, 4) + 0.5, weight.repeat(1, 1, 1, 1, 4), 1.0)
+    _, _, single = weaknet_loss(logits, target, image, recon + 0.5, weight, 1.0)
+    assert math.isclose(tiled.item(), single.item(), rel_tol=1e-5)
     _, ce_none, _ = weaknet_loss(logits, torch.full_like(target, IGNORE), image, None, None, 0.0)
     assert ce_none.item() == 0.0
 

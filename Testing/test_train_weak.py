@@ -50,7 +50,8 @@ def offset_set(tmp_path_factory):
 
 def _train_and_score(dataset, truth, out: Path, lambda_: float):
     cfg = TrainConfig(lambda_=lambda_, epochs=1, steps_per_epoch=300, batch_size=2, patch=SIZE, base_channels=8,
-                      depth=3, boundary_distance=3.0, learning_rate=2e-3, device="cpu", seed=0)
+                      depth=3, boundary_distance=3.0, learning_rate=2e-3, device="cpu", seed=0,
+                      augment=False, val_fraction=0.0)  # the loss alone: no augmentation, nothing held out
     model = load_model(train(dataset, out, cfg, show_progress=False), "cpu")
     masks = [predict_volume(model, image)[0].array for image, _, _ in truth]
     to_truth = np.mean([iou(m, lab) for m, (_, lab, _) in zip(masks, truth)])

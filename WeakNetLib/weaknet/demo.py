@@ -10,14 +10,15 @@ wants a GPU.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 
 @dataclass
 class DemoPlan:
-    """Everything a demo mode fixes: the phantom set, the annotation grid and the training budget."""
+    """Everything a demo mode fixes: the phantom set, the annotation grid and the training budget. The training
+    settings themselves are the command line's defaults, planned from the data like any `weaknet train`."""
 
     phantoms: int
     kinds: tuple[str, ...]
@@ -27,20 +28,15 @@ class DemoPlan:
     points: list[int]
     slices: list[int]
     samples: list[int] | None
-    train: dict = field(default_factory=dict)
+    budget_minutes: float | None = None  # per model, on the planned device (None: the plan's default)
     ablation: bool = True
 
 
 PLANS = {
     "quick": DemoPlan(phantoms=12, kinds=("bean", "ellipsoid", "banana"), n_test=4, size=(40, 40, 24),
-                      spacing=(1.6, 1.6, 2.67), points=[25], slices=[1, 2], samples=None,
-                      train=dict(epochs=12, steps_per_epoch=50, patch=(16, 24, 24), base_channels=8, depth=3,
-                                 batch_size=2, learning_rate=1e-2, lambda_=1e-5, boundary_distance=2.0,
-                                 amp=False)),
+                      spacing=(1.6, 1.6, 2.67), points=[25], slices=[1, 2], samples=None, budget_minutes=0.6),
     "full": DemoPlan(phantoms=24, kinds=("bean", "ellipsoid", "banana", "c_shape"), n_test=6, size=(48, 48, 32),
-                     spacing=(1.33, 1.33, 2.0), points=[10, 25, 50], slices=[1, 2, 4], samples=[6, 12, 18],
-                     train=dict(epochs=20, steps_per_epoch=50, patch=(32, 48, 48), base_channels=16, depth=4,
-                                batch_size=2, learning_rate=3e-3, lambda_=1e-5, boundary_distance=2.0)),
+                     spacing=(1.33, 1.33, 2.0), points=[10, 25, 50], slices=[1, 2, 4], samples=[6, 12, 18]),
 }
 
 
@@ -64,7 +60,7 @@ def run_demo(output: str | Path = "weaknet-demo", mode: str = "quick", device: s
     progress(f"[demo] phantoms written in {time.perf_counter() - t0:.1f} s")
     cfg = ExperimentConfig(points=plan.points, slices=plan.slices, samples=plan.samples, n_test=plan.n_test,
                            ablation=plan.ablation, seed=seed,
-                           train=TrainConfig(device=device, seed=seed, **plan.train))
+                           train=TrainConfig(device=device, seed=seed, budget_minutes=plan.budget_minutes))
     notes = [f"demo mode '{mode}': {plan.phantoms} phantoms, {plan.n_test} held out; wall time is printed by "
              f"the command"]
     exp = run_experiment(out / "data" / "DATASET.json", out, cfg, progress=lambda m: progress(f"[demo] {m}"),

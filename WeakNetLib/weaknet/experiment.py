@@ -112,6 +112,7 @@ class Experiment:
         self.report: dict = {}
         self.templates: dict[tuple[int, str], np.ndarray] = {}  # (N, test case) -> template mask
         self.predictions: dict[tuple[str, int, int, str], np.ndarray] = {}  # (method, P, param, case) -> mask
+        self.models: dict[str, dict] = {}  # run name -> its model.json (the plan each model trained with)
         cases = labelled_cases(self.dataset)
         config.validate(len(cases))
         pool, test = split(cases, config.n_test, config.seed)
@@ -215,6 +216,7 @@ class Experiment:
             train(read_dataset(ds_path), model_dir, cfg, show_progress=self.show_training)
         seconds = time.perf_counter() - t0
         model = load_model(model_dir, cfg.device)
+        self.models[run.name] = model.info
         scores = []
         for c in self.test:
             mask, _ = predict_volume(model, c.image)
@@ -239,8 +241,8 @@ def _finished(model_dir: Path, cfg) -> bool:
         info = json.loads((model_dir / "model.json").read_text())
     except (OSError, ValueError):
         return False
-    return ((model_dir / "model.safetensors").is_file() and info.get("epochs_done") == cfg.epochs
-            and info.get("config") == json.loads(json.dumps(cfg.to_dict())))
+    return ((model_dir / "model.safetensors").is_file() and info.get("epochs_done") == info["config"]["epochs"]
+            and info.get("requested") == json.loads(json.dumps(cfg.to_dict())))
 
 
 def run_experiment(dataset: Dataset | str | Path, output: str | Path, config: ExperimentConfig | None = None,

@@ -1,10 +1,21 @@
-"""The Weak-Net loss  L = CE(Y, Ŷ) + λ · Σ W · (X − X̂)²  and its boundary weight map W.
+"""The Weak-Net loss  L = CE(Y, Ŷ) + λ · R  and its boundary weight map W, reduced so that one λ means the
+same on every dataset.
 
-Reductions (exactly):
+Reductions (exactly), per patch b of a batch of B:
+
 * CE: mean over the voxels whose target is not ``IGNORE`` (255), over the whole batch.
-* Weighted reconstruction term: **sum** over the voxels of each patch, then mean over the batch, i.e.
-  ``wmse = (1/B) Σ_b Σ_v W_bv (X_bv − X̂_bv)²``. The default λ = 1e-4 is therefore tied to the patch
-  size: for a 64³ patch (262 144 voxels) it equals a mean-reduced weight of λ·64³ ≈ 26.
+* R, the reconstruction term: the W-weighted squared error of X̂, divided by the W-weighted variance of the
+  image X in the same patch, then averaged over the batch::
+
+      R = (1/B) Σ_b [ Σ_v W_bv (X_bv − X̂_bv)² ] / [ Σ_v W_bv (X_bv − X̄_b)² ],   X̄_b = Σ_v W_bv X_bv / Σ_v W_bv
+
+  i.e. the share of the image's variance in the band that X̂ fails to explain (1 − weighted R²): 0 for a
+  perfect reconstruction, 1 for predicting the band's mean. It does not depend on the patch size, the
+  intensity scale or the modality, so λ transfers between datasets.
+
+Relation to the paper's λ_p ≈ 1e-4, whose terms are both *sums* over the voxels of raw intensities:
+λ_p·Σ W(X − X̂)² / Σ CE = λ · R / CE  ⇔  λ = λ_p · ΣW·var_W(X) / N_voxels, e.g. for intensities of variance
+≈ 300 in the band (8-bit images) and W averaging 0.3 over a patch, λ_p = 1e-4 corresponds to λ ≈ 0.01.
 """
 
 from __future__ import annotations
@@ -27,7 +38,8 @@ def weaknet_loss(logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor
     """Return (total, ce, wmse) scalar tensors.
 
     logits (B, 2, D, H, W); target (B, D, H, W) int64 in {0, 1, IGNORE}; image, recon, weight
-    (B, 1, D, H, W). ``wmse`` is zero when ``recon`` is None. A batch without labelled voxels gives CE 0.
+    (B, 1, D, H, W). ``wmse`` is R above (zero when ``recon`` is None). A batch without labelled voxels gives
+    CE 0.
     """
     logits = logits.float()
     if bool((target != IGNORE).any()):
@@ -37,5 +49,10 @@ def weaknet_loss(logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor
     if recon is None or lambda_ == 0:
         wmse = ce.new_zeros(())
     else:
-        wmse = (weight * (image.float() - recon.float()) ** 2).sum() / image.shape[0]
+        x, w = image.float(), weight.float()
+        dims = tuple(range(1, x.ndim))
+        wsum = w.sum(dims).clamp_min(1e-8)
+        mean = (w * x).sum(dims, keepdim=True) / wsum.view(-1, *([1] * (x.ndim - 1)))
+        var = (w * (x - mean) ** 2).sum(dims).clamp_min(1e-6 * wsum)
+        wmse = ((w * (x - recon.float()) ** 2).sum(dims) / var).mean()
     return ce + lambda_ * wmse, ce, wmse

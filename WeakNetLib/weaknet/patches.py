@@ -1,11 +1,11 @@
-"""Patch sampling and augmentation for training, deterministic from (seed, epoch).
+"""Patch sampling for training, deterministic from (seed, epoch).
 
 Each epoch draws ``steps × batch × world_size`` patches from ``numpy.random.default_rng([seed, epoch])``,
 so an interrupted epoch is replayed identically on resume and every DDP rank takes its own share of the
 same global draw. A patch is centred on a foreground voxel of the target with probability
 ``foreground_fraction`` and on any labelled voxel otherwise, so batches see both object and background.
-Augmentation: a flip of each axis with probability 0.5, then intensity ``x·s + b`` with s ∈ U(0.9, 1.1),
-b ∈ U(−0.1, 0.1) (normalised units).
+Cases are padded once by the shared policy of :mod:`weaknet.padding` (the same centred edge padding that
+prediction uses, plus the augmentation margin); :mod:`weaknet.augment` turns each region into a patch.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from typing import Iterator
 
 import numpy as np
 
+from .augment import Augmenter
 from .loss import IGNORE
+from .padding import pad, pads_for
 from .prepare import TrainingCase
 
 _MAX_CENTRES = 200_000
@@ -31,14 +33,14 @@ class Batch:
 
 
 class _Padded:
-    """A case padded (image: its minimum, target: IGNORE, weight: 0) to at least the patch size."""
+    """A case padded by the shared policy (image: edge, target: IGNORE, weight: 0) to at least the patch size
+    plus ``margin`` voxels on every side."""
 
-    def __init__(self, case: TrainingCase, patch: tuple[int, int, int]):
-        short = [max(0, p - s) for p, s in zip(patch, case.image.shape)]
-        pad = [(b // 2, b - b // 2) for b in short]
-        self.image = np.pad(case.image, pad, constant_values=float(case.image.min()))
-        self.target = np.pad(case.target, pad, constant_values=IGNORE)
-        self.weight = None if case.weight is None else np.pad(case.weight, pad, constant_values=0.0)
+    def __init__(self, case: TrainingCase, patch: tuple[int, int, int], margin: tuple[int, int, int]):
+        pads = pads_for(case.image.shape, patch, margin)
+        self.image = pad(case.image, pads)
+        self.target = pad(case.target, pads, IGNORE)
+        self.weight = None if case.weight is None else pad(case.weight, pads, 0.0)
         rng = np.random.default_rng(0)
         fg = np.flatnonzero(self.target == 1)
         labelled = np.flatnonzero(self.target != IGNORE) if (self.target == IGNORE).any() else None
@@ -55,15 +57,16 @@ class _Padded:
 
 
 class PatchSampler:
-    """Draws augmented training batches from prepared cases (padded once to the patch size)."""
+    """Draws augmented training batches from prepared cases (padded once)."""
 
     def __init__(self, cases: list[TrainingCase], patch: tuple[int, int, int], batch_size: int,
-                 foreground_fraction: float = 0.5, augment: bool = True):
+                 foreground_fraction: float = 0.5, augment: bool = True, anisotropic: bool = False):
         self.patch = tuple(int(p) for p in patch)
-        self.cases = [_Padded(c, self.patch) for c in cases]
+        self.augmenter = Augmenter(self.patch, anisotropic=anisotropic, enabled=augment)
+        self.region = tuple(p + 2 * m for p, m in zip(self.patch, self.augmenter.margin))
+        self.cases = [_Padded(c, self.patch, self.augmenter.margin) for c in cases]
         self.batch_size = batch_size
         self.fg_fraction = foreground_fraction
-        self.augment = augment
 
     def epoch(self, seed: int, epoch: int, steps: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
         """The ``steps`` batches of ``epoch`` for ``rank`` (identical on every call with the same arguments)."""
@@ -79,18 +82,8 @@ class PatchSampler:
     def _draw(self, rng: np.random.Generator):
         case = self.cases[rng.integers(0, len(self.cases))]
         c = case.centre(rng, self.fg_fraction)
-        p = np.asarray(self.patch)
-        start = np.clip(c - p // 2, 0, np.asarray(case.image.shape) - p)
-        sl = tuple(slice(int(s), int(s + n)) for s, n in zip(start, p))
-        img, tgt = case.image[sl], case.target[sl]
+        r = np.asarray(self.region)
+        start = np.clip(c - r // 2, 0, np.asarray(case.image.shape) - r)
+        sl = tuple(slice(int(s), int(s + n)) for s, n in zip(start, r))
         w = None if case.weight is None else case.weight[sl]
-        flips = rng.random(3) < 0.5
-        scale, shift = rng.uniform(0.9, 1.1), rng.uniform(-0.1, 0.1)
-        if self.augment:
-            axes = tuple(int(a) for a in np.flatnonzero(flips))
-            if axes:
-                img, tgt = np.flip(img, axes), np.flip(tgt, axes)
-                w = None if w is None else np.flip(w, axes)
-            img = img * np.float32(scale) + np.float32(shift)
-        return (np.ascontiguousarray(img, np.float32), np.ascontiguousarray(tgt),
-                None if w is None else np.ascontiguousarray(w, np.float32))
+        return self.augmenter(case.image[sl], case.target[sl], w, rng)

@@ -1,5 +1,5 @@
 """Predict with a trained Weak-Net: sliding-window inference of the core net with Gaussian overlap blending,
-thresholded at γ, returned on the input's exact grid.
+thresholded at γ, post-processed as planned (largest component or none), returned on the input's exact grid.
 
 Steps: resample the input to the model's training spacing (if it has one) → normalise as in training →
 sliding windows of the training patch size (MONAI ``sliding_window_inference``, foreground probability
@@ -19,7 +19,9 @@ from .config import NetConfig
 from .device import autocast, resolve_device
 from .errors import InputError
 from .nets import build_unet
+from . import postprocess
 from .normalize import Normalization
+from .padding import crop, pad, pads_for
 from .resample import resample, spacing_geometry
 from .volume import Volume, read_volume, write_volume
 
@@ -36,6 +38,7 @@ class LoadedModel:
     gamma: float
     overlap: float
     device: torch.device
+    postprocess: str = "none"
 
 
 def load_model(model_dir: str | Path, device: str = "auto") -> LoadedModel:
@@ -56,13 +59,20 @@ def load_model(model_dir: str | Path, device: str = "auto") -> LoadedModel:
     sp = info.get("spacing")
     return LoadedModel(core, info, Normalization.from_dict(info["normalization"]),
                        tuple(sp) if sp else None, tuple(cfg["patch"]), float(cfg["gamma"]),
-                       float(cfg.get("overlap", 0.25)), dev)
+                       float(cfg.get("overlap", 0.25)), dev, cfg.get("postprocess") or "none")
 
 
 def foreground_probability(core: torch.nn.Module, image: np.ndarray, patch, overlap: float,
                            device: torch.device, sw_batch_size: int = 2, amp: bool = True) -> np.ndarray:
-    """Sliding-window foreground probability (D, H, W) float32 of a normalised image (D, H, W)."""
+    """Sliding-window foreground probability (D, H, W) float32 of a normalised image (D, H, W).
+
+    An image smaller than the patch is padded by the training policy (:mod:`weaknet.padding`) first, so the
+    net sees what it saw in training; windows then never need MONAI's own padding.
+    """
     from monai.inferers import sliding_window_inference
+
+    pads = pads_for(image.shape, patch)
+    image = pad(np.asarray(image, np.float32), pads)
 
     def fg(x: torch.Tensor) -> torch.Tensor:
         with autocast(device, amp):
@@ -71,9 +81,8 @@ def foreground_probability(core: torch.nn.Module, image: np.ndarray, patch, over
 
     x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None].to(device)
     with torch.inference_mode():
-        prob = sliding_window_inference(x, tuple(patch), sw_batch_size, fg, overlap=overlap, mode="gaussian",
-                                        padding_mode="replicate")
-    return prob[0, 0].float().cpu().numpy()
+        prob = sliding_window_inference(x, tuple(patch), sw_batch_size, fg, overlap=overlap, mode="gaussian")
+    return np.ascontiguousarray(crop(prob[0, 0].float().cpu().numpy(), pads))
 
 
 def predict_volume(model: str | Path | LoadedModel, volume: Volume, gamma: float | None = None,
@@ -87,7 +96,7 @@ def predict_volume(model: str | Path | LoadedModel, volume: Volume, gamma: float
     prob = foreground_probability(m.core, m.normalization.apply(work.array), m.patch, m.overlap, m.device)
     prob_vol = resample(Volume(prob, work.geometry), volume.geometry, "linear")
     p = np.clip(prob_vol.array.astype(np.float32), 0.0, 1.0)
-    return volume.like((p >= g).astype(np.uint8)), volume.like(p)
+    return volume.like(postprocess.apply(p >= g, m.postprocess)), volume.like(p)
 
 
 _SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")

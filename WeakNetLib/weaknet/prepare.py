@@ -40,10 +40,15 @@ class TrainingCase:
 
 @dataclass
 class Prepared:
+    """training: the cases trained on; holdout: annotated cases held out for model selection, their target
+    the same kind of label as training (templates for weak); validation: the dataset's validation cases
+    (true labels)."""
+
     training: list[TrainingCase]
     validation: list[TrainingCase]
     normalization: Normalization
     spacing: tuple[float, float, float] | None
+    holdout: list[TrainingCase]
 
 
 def template_for(case: Case, image: Volume, cache_dir: Path | None) -> Volume:
@@ -105,42 +110,59 @@ def _target(case: Case, image: Volume, supervision: str, cache_dir: Path | None)
     return Volume(out, image.geometry)
 
 
+def holdout_split(cases: list[Case], fraction: float, seed: int) -> tuple[list[Case], list[Case]]:
+    """(trained, held out): ``round(fraction·n)`` cases (at least 1 when fraction > 0 and n ≥ 4, none for
+    fewer cases) drawn with ``seed``; the order of the trained cases is kept."""
+    n = len(cases)
+    k = 0 if fraction <= 0 or n < 4 else max(1, min(n - 3, int(round(fraction * n))))
+    held = set(np.random.default_rng([seed, 7]).permutation(n)[:k].tolist())
+    return [c for i, c in enumerate(cases) if i not in held], [c for i, c in enumerate(cases) if i in held]
+
+
 def prepare(dataset: Dataset, supervision: str, boundary_distance: float, weight_near: float = 1.0,
             weight_far: float = 0.1, cache_dir: Path | None = None, spacing=None,
-            normalization: Normalization | None = None) -> Prepared:
-    """Load, resample and normalise every training and validation case of ``dataset``.
+            normalization: Normalization | None = None, holdout: list[Case] | None = None) -> Prepared:
+    """Load, resample and normalise every training, held-out and validation case of ``dataset``.
 
+    ``holdout``: training cases of ``dataset`` kept out of training (targets built as for training).
     ``spacing``/``normalization`` given (e.g. on resume) are used as they are; otherwise fitted here.
     """
     from .rasterize import signed_distance
 
     if supervision not in ("weak", "slices", "full"):
         raise InputError(f"unknown supervision {supervision!r}; use weak, slices or full")
-    images = [read_volume(c.image) for c in dataset.training]
-    targets = [_target(c, im, supervision, cache_dir) for c, im in zip(dataset.training, images)]
+    held = list(holdout or [])
+    trained = [c for c in dataset.training if all(c is not h for h in held)]
+    images = [read_volume(c.image) for c in trained]
+    targets = [_target(c, im, supervision, cache_dir) for c, im in zip(trained, images)]
+    held_images = [read_volume(c.image) for c in held]
+    held_targets = [_target(c, im, supervision, cache_dir) for c, im in zip(held, held_images)]
     val_images = [read_volume(c.image) for c in dataset.validation]
     val_labels = []
     for c, im in zip(dataset.validation, val_images):
         lab = read_volume(c.label)
         im.geometry.require_match(lab.geometry, what=f"label {c.label.name}", ref=f"image {c.image.name}")
         val_labels.append(Volume((lab.array > 0).astype(np.uint8), im.geometry))
+    all_images, all_masks = images + held_images + val_images, targets + held_targets + val_labels
     if spacing is None:
-        spacing = common_spacing([im.geometry for im in images + val_images])
+        spacing = common_spacing([im.geometry for im in all_images])
     if spacing is not None:
-        grids = [spacing_geometry(im.geometry, spacing) for im in images + val_images]
-        images_r = [resample(im, g) for im, g in zip(images + val_images, grids)]
+        spacing = tuple(float(v) for v in spacing)
+        grids = [spacing_geometry(im.geometry, spacing) for im in all_images]
+        images_r = [resample(im, g) for im, g in zip(all_images, grids)]
         masks_r = [resample(t, g, "nearest", IGNORE if supervision == "slices" else 0)
-                   for t, g in zip(targets + val_labels, grids)]
+                   for t, g in zip(all_masks, grids)]
     else:
-        images_r, masks_r = images + val_images, targets + val_labels
+        images_r, masks_r = all_images, all_masks
     if normalization is None:
         normalization = fit_normalization([im.array for im in images_r[: len(images)]], dataset.modality)
     cases = []
-    for i, (c, im, t) in enumerate(zip(dataset.training + dataset.validation, images_r, masks_r)):
+    for i, (c, im, t) in enumerate(zip(trained + held + dataset.validation, images_r, masks_r)):
         weight = None
         if supervision == "weak" and i < len(images):
             sd = signed_distance(t.array, t.geometry, band_mm=boundary_distance + max(t.geometry.spacing))
             weight = boundary_weight(sd, boundary_distance, weight_near, weight_far)
         cases.append(TrainingCase(c.name, normalization.apply(im.array), np.ascontiguousarray(t.array, np.uint8),
                                   weight, im.geometry))
-    return Prepared(cases[: len(images)], cases[len(images):], normalization, spacing)
+    n, h = len(images), len(held)
+    return Prepared(cases[:n], cases[n + h:], normalization, spacing, cases[n:n + h])

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
-from scipy import ndimage
 
 from .dataset import Case, Dataset, read_dataset, write_dataset
 from .errors import InputError
+from .postprocess import largest_component
 from .resample import resample, spacing_geometry
 from .volume import Geometry, Volume, read_volume, write_volume
 
@@ -112,10 +112,8 @@ def nuclei_cases(folder: str | Path, min_voxels: int = 20000, margin_vox: int = 
         if downsample > 1:
             sp = NUCLEI_SPACING
             case = resample_case(case, (sp[0] * downsample, sp[1] * downsample, sp[2]))
-        parts, n = ndimage.label(case.label.array)
-        if n > 1:  # a few labels hold stray voxels apart from the nucleus: keep its main body
-            main = np.argmax(np.bincount(parts.ravel())[1:]) + 1
-            case.label = case.label.like((parts == main).astype(np.uint8))
+        # a few labels hold stray voxels apart from the nucleus: keep its main body
+        case.label = case.label.like(largest_component(case.label.array))
         cases.append(case)
     return cases
 

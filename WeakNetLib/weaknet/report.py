@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import TrainConfig
+
 #: The paper's reported Weak-Net IoU as a fraction of full supervision's, for comparison.
 PAPER_RATIO_TO_FULL = "92–97%"
 
@@ -313,7 +315,9 @@ def _write_html(path: Path, title: str, exp, summary, checks, has_iso: bool, ove
     cells = ["<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in r.strip("|").split("|")) + "</tr>"
              for r in rows]
     cfg = exp.config
-    tc = exp.train_config
+    first = next(iter(exp.models.values()), None)
+    tc = TrainConfig.from_dict(first["config"]) if first else exp.train_config
+    planned = "; ".join(first.get("plan", [])) if first else ""
     imgs = ['<img src="iou_vs_effort.png" alt="IoU vs effort">']
     if has_iso:
         imgs.append('<img src="iso_iou.png" alt="iso-IoU">')
@@ -330,7 +334,8 @@ td:nth-child(-n+3){{text-align:left}}th{{background:#f2f2f2}}img{{max-width:100%
 slices per case S = {cfg.slices}, annotated cases P = {exp.samples}, seed {cfg.seed}.
 Training: {tc.epochs} epochs × {tc.steps_per_epoch} steps, patch {list(tc.patch)}, batch {tc.batch_size},
 {tc.base_channels} base channels, depth {tc.depth}, λ = {tc.lambda_:g}, d = {tc.boundary_distance:g} mm,
-γ = {tc.gamma:g}, device {html.escape(str(tc.device))}.</p>
+γ = {tc.gamma:g}, device {html.escape(str(tc.device))}{' (plan of the first model: ' + html.escape(planned) + ')'
+                                                          if planned else ''}.</p>
 <h2>Results on the test cases</h2>
 <table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(cells)}</table>
 <p>Effort: a clicked point counts 1, a labelled slice its contour length in pixels; % of labelling every slice

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .train import add_config_arguments
+
 BUILTIN = ("phantoms", "nuclei", "pyradiomics")
 
 
@@ -17,34 +19,6 @@ def _ints(text: str) -> list[int]:
     if not values:
         raise argparse.ArgumentTypeError("expected at least one integer")
     return values
-
-
-def add_training_arguments(p: argparse.ArgumentParser) -> None:
-    """Training flags shared with ``weaknet demo`` (defaults None = the library's TrainConfig defaults)."""
-    g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, help="epochs per model")
-    g.add_argument("--steps", type=int, help="steps per epoch")
-    g.add_argument("--patch", type=_ints, help="patch D,H,W voxels (or one value)")
-    g.add_argument("--base-channels", type=int, help="U-Net base channels")
-    g.add_argument("--depth", type=int, help="U-Net levels")
-    g.add_argument("--lr", type=float, help="learning rate")
-    g.add_argument("--lambda", dest="lambda_", type=float, help="reconstruction weight λ")
-    g.add_argument("--boundary-distance", type=float, help="d, mm: W is high within d of the template boundary")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps (default auto)")
-
-
-def train_config(args, **defaults):
-    """A TrainConfig from ``defaults`` overridden by the flags the user gave."""
-    from ..train import TrainConfig
-
-    given = {"epochs": args.epochs, "steps_per_epoch": args.steps, "base_channels": args.base_channels,
-             "depth": args.depth, "learning_rate": args.lr, "lambda_": args.lambda_,
-             "boundary_distance": args.boundary_distance,
-             "patch": (tuple(args.patch) * 3)[:3] if args.patch and len(args.patch) == 1 else args.patch}
-    settings = {**defaults, **{k: v for k, v in given.items() if v is not None}, "device": args.device}
-    if settings.get("patch") is not None:
-        settings["patch"] = tuple(settings["patch"])
-    return TrainConfig(**settings)
 
 
 def add_parser(sub):
@@ -65,11 +39,10 @@ def add_parser(sub):
     p.add_argument("--no-full", action="store_true", help="skip the full-supervision reference")
     p.add_argument("--ablation", action="store_true",
                    help="also train on the same templates with λ = 0 (what the reconstruction term adds)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--phantoms", type=int, default=16, help="with --dataset phantoms: how many (default 16)")
     p.add_argument("--modality", default="CT", choices=["CT", "MRI", "EM"], help="with --dataset phantoms")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="where nuclei/pyradiomics data live")
-    add_training_arguments(p)
+    add_config_arguments(p, skip=("supervision",))
     return p
 
 
@@ -82,7 +55,7 @@ def resolve_dataset(spec: str, output: Path, args) -> Path:
     if spec == "phantoms":
         from ..phantoms import write_phantom_set
 
-        write_phantom_set(folder, args.phantoms, modality=args.modality, seed=args.seed)
+        write_phantom_set(folder, args.phantoms, modality=args.modality, seed=args.seed or 0)
         return folder / "DATASET.json"
     if spec == "nuclei":
         return write_labelled_dataset(folder, nuclei_cases(args.data_dir / "napari"), "nuclei", "EM")
@@ -99,11 +72,13 @@ def resolve_dataset(spec: str, output: Path, args) -> Path:
 def run(args) -> int:
     from ..experiment import ExperimentConfig, run_experiment
     from ..report import table_text, verdict
+    from .train import config_from_args
 
     args.output.mkdir(parents=True, exist_ok=True)
     dataset = resolve_dataset(args.dataset, args.output, args)
+    train = config_from_args(args)
     cfg = ExperimentConfig(points=args.points, slices=args.slices, samples=args.samples, n_test=args.test,
-                           full=not args.no_full, ablation=args.ablation, seed=args.seed, train=train_config(args))
+                           full=not args.no_full, ablation=args.ablation, seed=train.seed, train=train)
     exp = run_experiment(dataset, args.output, cfg, progress=lambda m: print(m, flush=True))
     print()
     print(table_text(exp.report["summary"]))
