@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +19,7 @@ from weaknet.cli import main
 from weaknet.coords import lps_to_ras
 from weaknet.mesh import check_mesh, read_mesh
 from weaknet.points import write_points
-from weaknet.sampling import sample_surface_points
+from weaknet.sampling import sample_surface_points, surface_distances
 from weaknet.volume import Geometry, Volume, read_volume, write_volume
 
 
@@ -49,6 +50,11 @@ def test_fit_template_writes_mask_with_image_geometry_and_lps_mesh(case, capsys)
                               "--output", str(root / "mask.nii.gz"), "--mesh", str(root / "mesh.vtp")], capsys)
     assert code == 0, err
     assert "mask.nii.gz" in out
+    # the click-to-surface distance of the written mask is reported, and it is the mask's own
+    median = float(re.search(r"surface: median ([0-9.]+) mm", out).group(1))
+    arr0 = read_volume(root / "mask.nii.gz")
+    assert median == pytest.approx(np.median(surface_distances(pts, arr0.array, arr0.geometry)), abs=0.006)
+    assert median < 0.5
     ref, mask = sitk.ReadImage(str(image)), sitk.ReadImage(str(root / "mask.nii.gz"))
     assert mask.GetSize() == ref.GetSize()
     assert np.allclose(mask.GetSpacing(), ref.GetSpacing(), atol=1e-5)

@@ -73,3 +73,18 @@ def test_polydata_and_bad_mesh_paths(tmp_path):
         write_mesh(v, f, tmp_path / "mesh.xyz")
     with pytest.raises(InputError, match="not a readable mesh"):
         read_mesh(tmp_path / "missing.vtp")
+
+
+def test_point_distances_match_vtk():
+    """Exact point-to-mesh distances agree with VTK's implicit polydata distance (inside and outside)."""
+    import vtk
+
+    from weaknet.mesh import point_distances, to_polydata
+
+    v, f = icosphere(3)
+    v = v * [10.0, 6.0, 4.0]
+    pts = np.random.default_rng(0).normal(size=(300, 3)) * 8.0
+    reference = vtk.vtkImplicitPolyDataDistance()
+    reference.SetInput(to_polydata(v, f))
+    expected = np.abs([reference.EvaluateFunction(*p) for p in pts])
+    assert np.allclose(point_distances(pts, v, f), expected, atol=1e-9)

@@ -96,14 +96,69 @@ def test_incremental_clicks_track_the_from_scratch_fit(fits, geometry):
 
 def test_thin_c_phantom_is_carved_without_folds():
     """The evidence phantoms' C is a thin ~280° tube (≈ 5 mm radius, 2 mm slices): the bent rest shape
-    beats a single ellipsoid by a wide margin, and even 250 crowded points leave the mesh unfolded."""
+    beats a single ellipsoid by a wide margin (the tube rest shape, chosen here, a little more), and even
+    250 crowded points leave the mesh unfolded."""
     from weaknet.phantoms import make_phantom
 
     label = make_phantom("c_shape", "CT", seed=0, oblique=True, distractors=False).label
     pts = sample_surface_points(label.array, label.geometry, 250)
     score = {}
-    for name, options, n in (("bent", {}, 50), ("ellipsoid", {"bend": False}, 50), ("dense", {}, 250)):
+    for name, options, n in (("default", {}, 50), ("bent", {"tube": False}, 50),
+                             ("ellipsoid", {"bend": False, "tube": False}, 50), ("dense", {}, 250)):
         surface = ActiveSurface(**options).fit(pts[:n])
         assert check_mesh(surface.vertices, surface.faces).ok, name
         score[name] = iou(rasterize_mesh(surface.vertices, surface.faces, label.geometry), label.array)
-    assert score["bent"] > score["ellipsoid"] + 0.15 and score["dense"] > score["bent"], score
+    assert score["bent"] > score["ellipsoid"] + 0.15 and score["dense"] > score["default"], score
+    assert score["default"] >= score["bent"] - 0.005, score  # the tube, when chosen, is no worse
+
+
+@pytest.fixture(scope="module")
+def hippocampus():
+    """A hippocampus-like phantom (curved, tapered tube, bulbous head, thin tail; 1 mm, oblique grid) and
+    50 farthest-point clicks on its surface."""
+    from weaknet.phantoms import make_label
+
+    label = make_label("hippocampus", (64, 64, 64), (1.0, 1.0, 1.0), seed=1, oblique=True)
+    return label, sample_surface_points(label.array, label.geometry, 50)
+
+
+def test_tube_rest_shape_fits_thin_curved_anatomy(hippocampus):
+    """The tube rest shape (principal curve + radius profile) is chosen on a hippocampus and is what
+    reaches the issue's IoU; the rasterized template passes through the clicks."""
+    from weaknet.sampling import surface_distances
+
+    label, pts = hippocampus
+    score, click = {}, {}
+    for name, options, n in (("tube 25", {}, 25), ("tube 50", {}, 50), ("no tube 25", {"tube": False}, 25),
+                             ("no tube 50", {"tube": False}, 50)):
+        surface = ActiveSurface(**options).fit(pts[:n])
+        assert check_mesh(surface.vertices, surface.faces).ok, name
+        assert (surface._kind == "tube") == name.startswith("tube"), (name, surface._kind)
+        mask = rasterize_mesh(surface.vertices, surface.faces, label.geometry)
+        score[name] = iou(mask, label.array)
+        click[name] = float(np.median(surface_distances(pts[:n], mask, label.geometry)))
+    assert score["tube 50"] >= 0.85 and score["tube 25"] >= 0.77, score
+    assert score["tube 25"] > score["no tube 25"] + 0.05 and score["tube 50"] > score["no tube 50"], score
+    assert click["tube 50"] <= 0.3 and click["tube 25"] <= 0.3, click
+
+
+def test_tube_template_warm_start_follows_cold(hippocampus):
+    """A tube rest shape warm-started from the previous centre line (as after a click) stays close to one
+    built from scratch, is closed and outward, and warm updates through 25 → 50 clicks track the fit."""
+    from weaknet.asm import tube_template
+    from weaknet.mesh import icosphere
+
+    label, pts = hippocampus
+    unit, faces = icosphere(4)
+    cold, normal, line = tube_template(pts[:40], unit)
+    assert check_mesh(cold, faces).ok
+    warm, _, _ = tube_template(pts[:41], unit, normal, line)
+    again, _, _ = tube_template(pts[:41], unit, normal)
+    assert np.median(np.linalg.norm(warm - again, axis=1)) < 1.0
+    surface = ActiveSurface().fit(pts[:25])
+    for n in range(26, 51):
+        surface.update(pts[:n])
+    warm_iou = iou(rasterize_mesh(surface.vertices, surface.faces, label.geometry), label.array)
+    scratch = ActiveSurface().fit(pts[:50])
+    scratch_iou = iou(rasterize_mesh(scratch.vertices, scratch.faces, label.geometry), label.array)
+    assert warm_iou > scratch_iou - 0.03 and check_mesh(surface.vertices, surface.faces).ok, (warm_iou, scratch_iou)

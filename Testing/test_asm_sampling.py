@@ -9,6 +9,7 @@ from scipy.spatial import cKDTree
 from weaknet.bench.asm import shape_geometry, shape_mask
 from weaknet.errors import InputError
 from weaknet.sampling import farthest_point_sampling, mask_surface, sample_surface_points
+from weaknet.volume import Geometry
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,17 @@ def test_jitter_and_seed(banana):
     assert 0.8 < (b - a).std() < 2.2
     with pytest.raises(InputError, match="empty"):
         sample_surface_points(np.zeros_like(mask), g, 10)
+
+
+def test_surface_distances_to_a_mask_boundary():
+    """Points on a mask's marching-cubes surface are at 0 mm; a point 3 mm beyond a flat face is 3 mm off,
+    in an anisotropic grid cropped to the mask's box."""
+    from weaknet.sampling import surface_distances
+
+    g = Geometry.create((30, 30, 20), (1.0, 0.8, 2.0), (-5.0, 3.0, 7.0))
+    mask = np.zeros(g.shape, np.uint8)
+    mask[5:15, 8:20, 6:24] = 1
+    on = sample_surface_points(mask, g, 40)
+    assert np.abs(surface_distances(on, mask, g)).max() < 1e-9
+    face = g.to_lps(np.array([[23.5, 14.0, 10.0]]))[0]  # i = 23.5: half-way past the last inside column
+    assert surface_distances(face[None] + [3.0, 0.0, 0.0], mask, g)[0] == pytest.approx(3.0, abs=1e-9)

@@ -71,15 +71,14 @@ def ellipsoid_template(points: np.ndarray, unit: np.ndarray) -> np.ndarray:
     return centre + unit @ shape.T
 
 
-def bent_template(points: np.ndarray, unit: np.ndarray, normal_hint: np.ndarray | None = None
-                  ) -> tuple[np.ndarray, np.ndarray] | None:
-    """Unit-sphere vertices mapped onto an ellipsoid bent along a circular arc fitted to the points (N, 3).
+def _fit_arc(points: np.ndarray, normal_hint: np.ndarray | None = None) -> dict | None:
+    """A circular arc through points (N, 3) in the plane of their two main principal axes: a circle fitted
+    there (algebraic, then geometric least squares), spanning the angles outside the largest angular gap.
 
-    The arc lies in the plane of the two main principal axes: a circle fitted there (algebraic, then
-    geometric least squares), spanning the angles outside the largest angular gap between the points.
-    Radii along the arc, across it and out of the plane are √3 × the standard deviations. Returns
-    (vertices (V, 3) LPS mm, plane normal (3,)), or None when the points leave no angular gap (no arc).
-    ``normal_hint`` fixes the sign of the plane normal (keeps successive templates in correspondence).
+    Returns None when the points leave no angular gap of ≥ 30° (no arc), else a dict: centre (3,), frame
+    e1, e2, normal (3,) (``normal_hint`` fixes the sign), the circle (cx, cy, radius) in (e1, e2), per
+    point x, y, h (N,) coordinates, rho (N,) distance to the circle centre, s (N,) arc length from the
+    arc's middle, angle ``mid`` (rad) of that middle.
     """
     centre = points.mean(axis=0)
     _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
@@ -109,15 +108,132 @@ def bent_template(points: np.ndarray, unit: np.ndarray, normal_hint: np.ndarray 
         return None
     mid = order[k] + gaps[k] / 2 + np.pi  # opposite the gap's centre
     s = radius * ((angle - mid + np.pi) % (2 * np.pi) - np.pi)
+    return dict(centre=centre, e1=e1, e2=e2, normal=normal, cx=cx, cy=cy, radius=radius, x=x, y=y, h=h,
+                rho=rho, s=s, mid=mid)
+
+
+def bent_template(points: np.ndarray, unit: np.ndarray, normal_hint: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Unit-sphere vertices mapped onto an ellipsoid bent along a circular arc fitted to the points (N, 3)
+    (:func:`_fit_arc`). Radii along the arc, across it and out of the plane are √3 × the standard
+    deviations. Returns (vertices (V, 3) LPS mm, plane normal (3,)), or None when the points leave no
+    angular gap (no arc). ``normal_hint`` fixes the sign of the plane normal (keeps successive templates
+    in correspondence).
+    """
+    arc = _fit_arc(points, normal_hint)
+    if arc is None:
+        return None
+    radius, s, rho = arc["radius"], arc["s"], arc["rho"]
     half_length = min(ROOT3 * s.std(), 0.95 * np.pi * radius)
     across = min(ROOT3 * (rho - radius).std(), 0.8 * radius)
-    height = ROOT3 * h.std()
-    phi = mid + half_length * unit[:, 0] / radius
+    height = ROOT3 * arc["h"].std()
+    phi = arc["mid"] + half_length * unit[:, 0] / radius
     r = radius - across * unit[:, 1]  # minus keeps faces outward (bending alone would flip them)
-    local_x, local_y = cx + r * np.cos(phi), cy + r * np.sin(phi)
-    local_h = h.mean() + height * unit[:, 2]
-    verts = centre + np.outer(local_x, e1) + np.outer(local_y, e2) + np.outer(local_h, normal)
-    return verts, normal
+    local_x, local_y = arc["cx"] + r * np.cos(phi), arc["cy"] + r * np.sin(phi)
+    local_h = arc["h"].mean() + height * unit[:, 2]
+    verts = (arc["centre"] + np.outer(local_x, arc["e1"]) + np.outer(local_y, arc["e2"])
+             + np.outer(local_h, arc["normal"]))
+    return verts, arc["normal"]
+
+
+def tube_template(points: np.ndarray, unit: np.ndarray, normal_hint: np.ndarray | None = None,
+                  line: np.ndarray | None = None, cap_power: float = 2.0, degree: int = 3
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unit-sphere vertices mapped onto a tube around the points' principal curve (generalises the bent
+    ellipsoid to curved, tapered shapes such as a hippocampus).
+
+    Centre line: the arc of :func:`_fit_arc` (a straight principal axis when there is none), moved in its
+    normal plane by polynomials of arc length (``degree``) fitted to the mean offset of the points,
+    three times (a principal curve); or, warm, once from a previous centre ``line`` (64, 3) with its
+    ``normal_hint``. Cross-sections: one ellipse shape (fitted to all points' offsets in the line's frame)
+    scaled by a radius profile r(s) (polynomial in s fitted to log radius) and by a cap
+    (1 − |σ|^p)^(1/p), p = ``cap_power``, σ ∈ [−1, 1] along the points' extent, which closes both ends.
+    The sphere's first coordinate maps to σ (so vertices spread evenly along the line), the other two
+    around the section. Returns (vertices (V, 3) LPS mm, bend-plane normal (3,), centre line (64, 3)).
+    """
+    if line is not None and normal_hint is not None:
+        normal, rounds = normal_hint, 1
+    else:
+        arc, centre, rounds = _fit_arc(points, normal_hint), points.mean(axis=0), 3
+        if arc is not None:
+            normal = arc["normal"]
+            extent = np.abs(arc["s"]).max() * 1.25 / arc["radius"]
+            phi = arc["mid"] + np.linspace(-min(extent, 0.98 * np.pi), min(extent, 0.98 * np.pi), 64)
+            r, hm = arc["radius"], arc["h"].mean()
+            line = (centre + np.outer(arc["cx"] + r * np.cos(phi), arc["e1"])
+                    + np.outer(arc["cy"] + r * np.sin(phi), arc["e2"]) + hm * normal)
+        else:
+            _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
+            normal = vt[2] if normal_hint is None or vt[2] @ normal_hint >= 0 else -vt[2]
+            t = (points - centre) @ vt[0]
+            line = centre + np.outer(np.linspace(1.25 * t.min(), 1.25 * t.max(), 64), vt[0])
+    for _ in range(rounds):
+        s_line, tangent, n1, n2 = _line_frames(line, normal)
+        s, a, b = _project(points, line, s_line, tangent, n1, n2)
+        lo, hi = s.min(), s.max()
+        basis = _legendre((s - lo) / (hi - lo) * 2 - 1, degree)
+        ridge = 1e-3 * len(s) * np.eye(degree + 1)
+        coef = np.linalg.solve(basis.T @ basis + ridge, basis.T @ np.stack([a, b], axis=1))
+        at = _legendre(np.clip((s_line - lo) / (hi - lo) * 2 - 1, -1, 1), degree) @ coef
+        line = line + at[:, :1] * n1 + at[:, 1:] * n2
+    s_line, tangent, n1, n2 = _line_frames(line, normal)
+    s, a, b = _project(points, line, s_line, tangent, n1, n2)
+    lo, hi = s.min(), s.max()
+    sigma = (s - lo) / (hi - lo) * 2 - 1
+    cap = np.clip(1 - np.abs(sigma) ** cap_power, 0, 1) ** (1 / cap_power)
+    # one section shape: least squares [a² 2ab b²]·q = cap² (points near the tips carry little weight)
+    w = cap ** 2
+    design = np.stack([a * a, 2 * a * b, b * b], axis=1) * w[:, None]
+    qa, qb, qc = np.linalg.lstsq(design, cap ** 2 * w, rcond=None)[0]
+    ev, evec = np.linalg.eigh(np.array([[qa, qb], [qb, qc]]))
+    spread = np.sqrt(np.mean(a * a + b * b))
+    radii = 1 / np.sqrt(np.clip(ev, 1 / (4 * spread) ** 2, None))
+    radii = np.clip(radii, radii.max() / 4, None)
+    shape = (evec * radii) @ evec.T  # maps the unit circle onto the section ellipse (2, 2)
+    # radius profile: log of each point's radius in units of that ellipse, polynomial in σ
+    unit_r = np.linalg.norm(np.linalg.solve(shape, np.stack([a, b])), axis=0)
+    ok = cap > 0.3
+    rel = np.log(np.maximum(unit_r[ok] / cap[ok], 1e-3))
+    basis = _legendre(sigma[ok], degree)
+    coef = np.linalg.solve((basis.T * w[ok]) @ basis + 1e-3 * ok.sum() * np.eye(degree + 1),
+                           (basis.T * w[ok]) @ rel)
+    u0 = np.clip(unit[:, 0], -1, 1)
+    profile = np.exp(np.clip(_legendre(u0, degree) @ coef, -3, 1.5))
+    vcap = np.clip(1 - np.abs(u0) ** cap_power, 0, 1) ** (1 / cap_power)
+    around = unit[:, 1:] / np.maximum(np.sqrt(1 - u0 ** 2), 1e-9)[:, None]
+    section = (around @ shape.T) * (profile * vcap)[:, None]  # (V, 2) in (n1, n2)
+    # line position and frame at each vertex's arc length, by linear interpolation of the samples
+    sv = lo + (u0 + 1) / 2 * (hi - lo)
+    k = np.clip(np.searchsorted(s_line, sv) - 1, 0, len(s_line) - 2)
+    frac = ((sv - s_line[k]) / (s_line[k + 1] - s_line[k]))[:, None, None]
+    table = np.stack([line, n1, n2], axis=1)  # (M, 3, 3)
+    pos, f1, f2 = np.moveaxis(table[k] + frac * (table[k + 1] - table[k]), 1, 0)
+    return pos + section[:, :1] * f1 + section[:, 1:] * f2, normal, line
+
+
+def _line_frames(line: np.ndarray, normal: np.ndarray):
+    """Arc length (M,) and frame (M, 3) ×3 — tangent, n1 = n2 × tangent, n2 = ``normal`` made
+    perpendicular to the tangent — of a polyline (M, 3)."""
+    seg = np.linalg.norm(np.diff(line, axis=0), axis=1)
+    s_line = np.concatenate([[0.0], np.cumsum(seg)])
+    tangent = np.gradient(line, s_line, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+    n2 = normal - (tangent @ normal)[:, None] * tangent
+    n2 /= np.maximum(np.linalg.norm(n2, axis=1, keepdims=True), 1e-12)
+    return s_line, tangent, np.cross(n2, tangent), n2
+
+
+def _project(points, line, s_line, tangent, n1, n2):
+    """Arc length s (N,) of each point's nearest polyline sample plus the along-offset, and its offsets
+    a, b (N,) along n1, n2 there."""
+    k = np.argmin(((points[:, None, :] - line[None]) ** 2).sum(axis=2), axis=1)
+    d = points - line[k]
+    return s_line[k] + (d * tangent[k]).sum(1), (d * n1[k]).sum(1), (d * n2[k]).sum(1)
+
+
+def _legendre(x: np.ndarray, degree: int) -> np.ndarray:
+    """(len(x), degree + 1) Legendre polynomials P0..P_degree at x ∈ [−1, 1]."""
+    return np.polynomial.legendre.legvander(x, degree)
 
 
 class BandedSolver:
@@ -189,7 +305,7 @@ class ActiveSurface:
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
                  pull: float = 8.0, normal_pull: float = 0.1, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
-                 passes: int = 2) -> None:
+                 passes: int = 2, tube: bool = True) -> None:
         self.unit, self.faces, self._solvers, self._incidence = _operators(
             int(subdivisions), float(alpha), float(beta), tuple(float(t) for t in taus))
         self.iterations = iterations
@@ -200,12 +316,15 @@ class ActiveSurface:
         self.tolerance_mm = tolerance_mm
         self.max_update_rounds = max_update_rounds
         self.bend = bend
+        self.tube = tube
         self.passes = passes
         self.template: np.ndarray | None = None  # the rest shape fitted to the points (ellipsoid or bent)
         self.rest: np.ndarray | None = None  # the regularisation target: template, then the previous pass
         self.vertices: np.ndarray | None = None
         self.points: np.ndarray | None = None
-        self._normal: np.ndarray | None = None  # bend-plane normal of a bent rest shape
+        self._normal: np.ndarray | None = None  # bend-plane normal of a bent or tube rest shape
+        self._kind = "ellipsoid"  # kind of rest shape (see _rest_shape)
+        self._line: np.ndarray | None = None  # centre line (64, 3) of a tube rest shape
 
     def fit(self, points_lps: np.ndarray) -> "ActiveSurface":
         """Fit from scratch through points (N, 3) LPS mm (validated: ≥ 4, distinct, not coplanar).
@@ -214,7 +333,7 @@ class ActiveSurface:
         vertices); a folded fit is redone with the point pull halved, up to three times.
         """
         pts = validate_points(points_lps)
-        self.template, self._normal = self._rest_shape(pts, None)
+        self.template, self._normal, self._kind = self._rest_shape(pts, None)
         self._chosen_at = len(pts)
         self.points = pts
         pull = self.pull
@@ -238,12 +357,12 @@ class ActiveSurface:
         if self.vertices is None:
             return self.fit(points_lps)
         pts = validate_points(points_lps)
-        # re-decide plain vs bent rest shape only once the point count changed by 10 %
+        # re-decide the kind of rest shape only once the point count changed by 10 %
         decide = abs(len(pts) - self._chosen_at) >= 0.1 * self._chosen_at
-        template, normal = self._rest_shape(pts, self._normal, keep_bent=self._normal is not None,
-                                            only_bent=None if decide else self._normal is not None)
+        template, normal, kind = self._rest_shape(pts, self._normal, keep=self._kind,
+                                                  only=None if decide else self._kind)
         shift = template - self.template
-        if (normal is None) != (self._normal is None) or np.max(np.linalg.norm(shift, axis=1)) > self.refit_mm:
+        if kind != self._kind or np.max(np.linalg.norm(shift, axis=1)) > self.refit_mm:
             return self.fit(pts)
         if decide:
             self._chosen_at = len(pts)
@@ -263,24 +382,49 @@ class ActiveSurface:
                 break
         return self
 
-    def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep_bent: bool = False,
-                    only_bent: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """The ellipsoid, or the bent ellipsoid when it lies clearly closer to the points: its symmetric
-        mean distance (points → nearest vertex + vertices → nearest point) is ≥ 15 % smaller (≥ 5 % when
-        ``keep_bent``: hysteresis between clicks); with the bend-plane normal (None for the ellipsoid).
-        ``only_bent`` True/False skips the comparison and builds that kind."""
-        if only_bent is False or not self.bend:
-            return ellipsoid_template(pts, self.unit), None
-        bent = bent_template(pts, self.unit, normal_hint)
-        if only_bent and bent is not None:
-            return bent
-        straight = ellipsoid_template(pts, self.unit)
-        if bent is not None:
+    def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep: str | None = None,
+                    only: str | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
+        """The rest shape of the points: (vertices (V, 3), bend-plane normal or None, kind).
+
+        Kinds: 'ellipsoid'; 'bent' (:func:`bent_template`) when its symmetric mean distance to the points
+        (points → nearest vertex + vertices → nearest point) is ≥ 15 % smaller than the ellipsoid's;
+        'tube' (:func:`tube_template`, its centre line kept in ``_line`` to warm-start the next one) when
+        it is ≥ 15 % closer than both and does not intersect itself.
+        ``keep``: the current kind, which needs to be only 5 % closer (hysteresis between clicks);
+        ``only``: build that kind without comparing (the ellipsoid when it cannot be built).
+        """
+        allowed = ("ellipsoid",) + (("bent",) if self.bend else ()) + (("tube",) if self.tube else ())
+        if only is not None:
+            allowed = (only,)
+        shapes, line = {}, None
+        for kind in allowed:
+            if kind == "ellipsoid":
+                shapes[kind] = (ellipsoid_template(pts, self.unit), None)
+            elif kind == "bent":
+                bent = bent_template(pts, self.unit, normal_hint)
+                if bent is not None:
+                    shapes[kind] = bent
+            else:
+                warm = self._line if keep == "tube" else None
+                *shapes[kind], line = tube_template(pts, self.unit, normal_hint, warm)
+        if only is not None:
+            best = only if only in shapes else "ellipsoid"
+            if best not in shapes:
+                shapes[best] = (ellipsoid_template(pts, self.unit), None)
+        else:
             tree = cKDTree(pts)
-            residual = [cKDTree(v).query(pts)[0].mean() + tree.query(v)[0].mean() for v in (straight, bent[0])]
-            if residual[1] < (0.95 if keep_bent else 0.85) * residual[0]:
-                return bent
-        return straight, None
+            residual = {k: cKDTree(v).query(pts)[0].mean() + tree.query(v)[0].mean()
+                        for k, (v, _) in shapes.items()}
+            best = "ellipsoid"
+            for kind in ("bent", "tube"):  # each must beat the simpler kinds clearly (less so to stay chosen)
+                if kind in residual and residual[kind] < (0.95 if kind == keep else 0.85) * residual[best]:
+                    if kind != keep and kind == "tube" and len(mesh.self_intersections(shapes[kind][0],
+                                                                                      self.faces)):
+                        continue
+                    best = kind
+        if best == "tube":
+            self._line = line
+        return (*shapes[best], best)
 
     def _forces(self, x: np.ndarray, pts: np.ndarray, nearest: np.ndarray, weight: np.ndarray,
                 vertex: np.ndarray) -> np.ndarray:

@@ -41,6 +41,24 @@ def mask_surface(mask: np.ndarray, geometry: Geometry) -> tuple[np.ndarray, np.n
     return geometry.to_lps(kji[:, ::-1]), faces.astype(np.int64)
 
 
+def surface_distances(points: np.ndarray, mask: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """(N,) mm from points (N, 3) LPS mm to the boundary of ``mask`` (D, H, W): its marching-cubes
+    surface at 0.5 (:func:`mask_surface`, half-way between inside and outside voxel centres, the surface
+    clicks are simulated on), by exact point-to-triangle distances; computed on the mask's bounding box."""
+    from .mesh import point_distances
+
+    m = np.asarray(mask) > 0
+    if not m.any():
+        raise InputError("the mask is empty; it has no surface")
+    lo = [int(np.nonzero(m.any(axis=tuple(a for a in range(3) if a != ax)))[0][0]) for ax in range(3)]
+    hi = [int(np.nonzero(m.any(axis=tuple(a for a in range(3) if a != ax)))[0][-1]) + 1 for ax in range(3)]
+    box = m[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    corner = geometry.to_lps(np.array([lo[::-1]], float))[0]  # (i, j, k) of the box's first voxel
+    sub = Geometry.create(box.shape[::-1], geometry.spacing, corner, geometry.direction_matrix)
+    verts, faces = mask_surface(box, sub)
+    return point_distances(points, verts, faces)
+
+
 def sample_surface_points(mask: np.ndarray, geometry: Geometry, n: int, seed: int = 0,
                           jitter_mm: float = 0.0) -> np.ndarray:
     """``n`` points (n, 3) LPS mm spread evenly over the surface of ``mask`` (D, H, W).

@@ -28,6 +28,14 @@ class Template:
         (see :func:`weaknet.rasterize.signed_distance`)."""
         return signed_distance(self.mask, self.geometry, band_mm=band_mm)
 
+    def click_distances(self, points_lps: np.ndarray) -> np.ndarray:
+        """(N,) mm from each point (N, 3) LPS mm to the surface of the rasterized template (the mask's
+        boundary, :func:`weaknet.sampling.surface_distances`): how closely the mask passes through the
+        clicks."""
+        from .sampling import surface_distances
+
+        return surface_distances(points_lps, self.mask, self.geometry)
+
     def volume(self) -> Volume:
         """The mask as a :class:`Volume` with the image's geometry."""
         return Volume(self.mask, self.geometry)

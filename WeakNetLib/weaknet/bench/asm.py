@@ -3,7 +3,10 @@
 Latency: one point is added to 25, 50, 125, 250 points sampled on a shape; each update is a warm-start
 re-fit plus rasterization into a 256³ 1 mm grid, single thread. The reference, measured in the same run,
 is a from-scratch fit plus a rasterization of the whole grid's extent (every voxel tested).
-Quality: IoU of the rasterized fit against the true mask for each shape and N.
+Quality: IoU of the rasterized fit against the true mask for each compact shape and N; for the thin,
+curved anatomy phantoms (:data:`weaknet.phantoms.THIN_KINDS`) at 1 mm and at 1 × 1 × 2.5 mm, mean and
+worst IoU over seeds and the median distance of the clicks to the rasterized template's surface.
+Rasterization: the voxel-centre inside test against a 4 × 4 × 4 supersampled reference.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from ..volume import Geometry
 
 SHAPES = ("sphere", "ellipsoid", "bean", "banana", "c_shape")
 CONCAVE = ("bean", "banana", "c_shape")
+THIN_GRIDS = {"1 mm": ((1.0, 1.0, 1.0), (72, 72, 72)), "1×1×2.5 mm": ((1.0, 1.0, 2.5), (72, 72, 29))}
+THIN_SEEDS = (0, 1, 2)
 
 
 def _rotation(seed: int) -> np.ndarray:
@@ -80,9 +85,75 @@ def quality_table(ns=(10, 25, 50, 125, 250), shapes=SHAPES, **asm_options) -> di
     return table
 
 
+def thin_labels(grids=tuple(THIN_GRIDS), seeds=THIN_SEEDS) -> dict:
+    """(kind, grid name) → list of label Volumes (oblique grids, one per seed) of the thin phantoms."""
+    from ..phantoms import THIN_KINDS, make_label
+
+    return {(kind, g): [make_label(kind, THIN_GRIDS[g][1], THIN_GRIDS[g][0], seed, oblique=True) for seed in seeds]
+            for kind in THIN_KINDS for g in grids}
+
+
+def thin_quality_table(labels: dict, ns=(10, 25, 50, 125, 250), **asm_options) -> dict:
+    """(kind, grid) → {N: (mean IoU, worst IoU, median click-to-surface mm)} over the labels' seeds; the
+    distance runs from each clicked point to the surface of the rasterized template."""
+    from ..asm import ActiveSurface
+    from ..rasterize import rasterize_mesh
+    from ..sampling import sample_surface_points, surface_distances
+
+    table = {}
+    for key, volumes in labels.items():
+        scores = {n: ([], []) for n in ns}
+        for label in volumes:
+            pts_all = sample_surface_points(label.array, label.geometry, max(ns))
+            for n in ns:
+                surface = ActiveSurface(**asm_options).fit(pts_all[:n])
+                mask = rasterize_mesh(surface.vertices, surface.faces, label.geometry)
+                scores[n][0].append(iou(mask, label.array))
+                scores[n][1].extend(surface_distances(pts_all[:n], mask, label.geometry))
+        table[key] = {n: (float(np.mean(a)), float(np.min(a)), float(np.median(d))) for n, (a, d) in scores.items()}
+    return table
+
+
+def print_thin_table(table: dict, ns) -> None:
+    print(f"{'phantom':>12} {'grid':>11} " + " ".join(f"{'N=' + str(n):>18}" for n in ns))
+    for (kind, grid), row in table.items():
+        print(f"{kind:>12} {grid:>11} " + " ".join(f"{row[n][0]:.3f} ({row[n][1]:.3f}) {row[n][2]:.2f}".rjust(18)
+                                                 for n in ns))
+    print("mean IoU over seeds (worst) median click-to-surface mm")
+
+
+def raster_error_table(labels: dict) -> None:
+    """Print the voxel-centre rasterization of fitted thin templates (N = 50) against a 4 × 4 × 4
+    supersampled reference: voxels whose centre test disagrees with an inside fraction ≥ ½, and the
+    volume of the mask against the supersampled one and the mesh's exact enclosed volume."""
+    from ..asm import ActiveSurface
+    from ..mesh import volume
+    from ..rasterize import rasterize_mesh
+    from ..sampling import sample_surface_points
+
+    print("\nRasterization (voxel-centre test) vs a 4×4×4 supersampled reference, fitted templates at N = 50")
+    print(f"{'phantom':>12} {'grid':>11} | {'disagree % of mask':>18} | {'mask mm³':>9} {'supersampled':>12} "
+          f"{'mesh exact':>10}")
+    for (kind, grid), volumes in labels.items():
+        label = volumes[0]
+        g = label.geometry
+        surface = ActiveSurface().fit(sample_surface_points(label.array, g, 50))
+        mask = rasterize_mesh(surface.vertices, surface.faces, g)
+        fine = Geometry.create(np.asarray(g.size) * 4, np.asarray(g.spacing) / 4,
+                               g.to_lps(np.full((1, 3), -0.375))[0], g.direction_matrix)
+        sub = rasterize_mesh(surface.vertices, surface.faces, fine).astype(np.float32)
+        d, h, w = g.shape
+        fraction = sub.reshape(d, 4, h, 4, w, 4).mean(axis=(1, 3, 5))
+        voxel = float(np.prod(g.spacing))
+        disagree = ((fraction >= 0.5) != mask.astype(bool)).sum() / max(mask.sum(), 1)
+        print(f"{kind:>12} {grid:>11} | {100 * disagree:>18.2f} | {mask.sum() * voxel:>9.0f} "
+              f"{fraction.sum() * voxel:>12.0f} {volume(surface.vertices, surface.faces):>10.0f}")
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=40, help="clicks timed per N (default 40)")
-    parser.add_argument("--shape", default="bean", choices=SHAPES, help="shape clicked on (default bean)")
+    parser.add_argument("--shape", default="bean", choices=SHAPES + ("hippocampus",),
+                        help="shape clicked on (default bean; hippocampus: the thin phantom, 1 mm)")
     parser.add_argument("--no-quality", action="store_true", help="skip the IoU-vs-N table")
     parser.add_argument("--ablation", action="store_true",
                         help="also print IoU at N = 50 and 125 with parts of the model switched off")
@@ -92,6 +163,7 @@ def run(args) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # effective for BLAS pools not yet started; see the printed note
     latency_table(args.shape, args.repeats)
+    labels = None
     if not args.no_quality:
         ns = (10, 25, 50, 125, 250)
         print("\nIoU of the rasterized fit vs the true mask (FPS points on the true surface; oblique, "
@@ -99,28 +171,43 @@ def run(args) -> int:
         print(f"{'shape':>10} " + " ".join(f"{'N=' + str(n):>7}" for n in ns))
         for kind, row in quality_table(ns).items():
             print(f"{kind:>10} " + " ".join(f"{row[n]:>7.3f}" for n in ns))
+        print(f"\nThin, curved phantoms (weaknet.phantoms, oblique grids, seeds {THIN_SEEDS})")
+        labels = thin_labels()
+        print_thin_table(thin_quality_table(labels, ns[1:]), ns[1:])
+        raster_error_table(labels)
     if args.ablation:
-        ablation_table()
+        ablation_table(labels)
     return 0
 
 
 ABLATIONS = {
     "default": {},
-    "no bent rest shape (one ellipsoid)": {"bend": False},
+    "no tube rest shape (bent ellipsoid at best)": {"tube": False},
+    "no bent rest shape (one ellipsoid or tube)": {"bend": False},
+    "no bent, no tube (one ellipsoid)": {"bend": False, "tube": False},
     "no vertex→point normal forces": {"normal_pull": 0.0},
     "one stiffness level (no coarse-to-fine)": {"taus": (2.0,)},
     "membrane only (β = 0)": {"beta": 0.0},
     "one pass (no plastic second pass)": {"passes": 1},
+    "10,242 vertices (subdivisions 5)": {"subdivisions": 5},
 }
 
 
-def ablation_table(ns=(50, 125)) -> None:
-    """Print IoU for each variant in :data:`ABLATIONS` on every shape at ``ns`` points."""
-    print(f"\nAblation: IoU at N = {', '.join(map(str, ns))} (same shapes and points)")
-    print(f"{'variant':>40} " + " ".join(f"{k[:9]:>13}" for k in SHAPES))
+def ablation_table(labels: dict | None = None, ns=(50, 125), thin_ns=(25, 50)) -> None:
+    """Print IoU for each variant in :data:`ABLATIONS`: every compact shape at ``ns`` points and the thin
+    phantoms at 1 mm (mean over seeds) at ``thin_ns``."""
+    from ..phantoms import THIN_KINDS
+
+    thin = {k: v for k, v in (labels or thin_labels(grids=("1 mm",))).items() if k[1] == "1 mm"}
+    print(f"\nAblation: IoU at N = {'/'.join(map(str, ns))} (compact shapes) and "
+          f"{'/'.join(map(str, thin_ns))} (thin phantoms, 1 mm, mean of {len(THIN_SEEDS)} seeds)")
+    print(f"{'variant':>44} " + " ".join(f"{k[:11]:>11}" for k in SHAPES + THIN_KINDS))
     for name, options in ABLATIONS.items():
         table = quality_table(ns, **options)
-        print(f"{name:>40} " + " ".join(f"{'/'.join(f'{table[k][n]:.3f}' for n in ns):>13}" for k in SHAPES))
+        thin_table = {kind: row for (kind, _), row in thin_quality_table(thin, thin_ns, **options).items()}
+        cells = [f"{'/'.join(f'{table[k][n]:.3f}' for n in ns):>11}" for k in SHAPES]
+        cells += [f"{'/'.join(f'{thin_table[k][n][0]:.3f}' for n in thin_ns):>11}" for k in THIN_KINDS]
+        print(f"{name:>44} " + " ".join(cells), flush=True)
 
 
 def latency_table(shape: str = "bean", repeats: int = 40) -> list[dict]:
@@ -133,8 +220,14 @@ def latency_table(shape: str = "bean", repeats: int = 40) -> list[dict]:
     from ..rasterize import MaskRasterizer
     from ..sampling import sample_surface_points
 
-    shape_grid = shape_geometry(spacing=(1.0, 1.0, 1.0), oblique=False, extent_mm=80)
-    truth = shape_mask(shape, shape_grid)
+    if shape == "hippocampus":
+        from ..phantoms import make_label
+
+        label = make_label("hippocampus", (80, 80, 80), (1.0, 1.0, 1.0), seed=0)
+        shape_grid, truth = label.geometry, label.array
+    else:
+        shape_grid = shape_geometry(spacing=(1.0, 1.0, 1.0), oblique=False, extent_mm=80)
+        truth = shape_mask(shape, shape_grid)
     grid = Geometry.create((256, 256, 256), (1.0, 1.0, 1.0), (-128.0, -128.0, -128.0))
     pool = sample_surface_points(truth, shape_grid, 250 + repeats)
     rng = np.random.default_rng(0)
@@ -177,7 +270,7 @@ def latency_table(shape: str = "bean", repeats: int = 40) -> list[dict]:
     return rows
 
 
-_STATE = ("vertices", "rest", "template", "points", "_normal", "_nearest", "_chosen_at")
+_STATE = ("vertices", "rest", "template", "points", "_normal", "_kind", "_line", "_nearest", "_chosen_at")
 
 
 def _state(surface) -> dict:

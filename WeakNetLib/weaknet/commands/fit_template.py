@@ -8,7 +8,8 @@ def add_parser(sub):
         "fit-template", help="fit an Active Surface template through clicked points and write its mask",
         description="Fit a closed template mesh through sparse points clicked on an object's surface and "
                     "write it as a {0,1} mask with exactly the image's geometry (size, spacing, origin, "
-                    "direction). Exit status 0 on success, 2 with a one-line message for bad input.")
+                    "direction); print how far the clicks lie from the mask's surface (mm). Exit status 0 "
+                    "on success, 2 with a one-line message for bad input.")
     p.add_argument("--image", required=True, help="reference volume (NIfTI, NRRD, MHA or a DICOM folder)")
     p.add_argument("--points", required=True,
                    help="clicked points: Slicer .mrk.json (LPS or RAS), .fcsv, or .csv with header x,y,z (LPS mm)")
@@ -22,6 +23,8 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    import numpy as np
+
     from ..errors import InputError
     from ..mesh import check_mesh_path, write_mesh
     from ..points import read_points
@@ -50,4 +53,7 @@ def run(args) -> int:
         write_mesh(template.vertices, template.faces, args.mesh)
     print(f"wrote {args.output}: {int(template.mask.sum())} voxels inside the template"
           + (f"; mesh {args.mesh}" if args.mesh else ""))
+    d = template.click_distances(points)
+    print(f"clicked points to the mask's surface: median {np.median(d):.2f} mm, 90th percentile "
+          f"{np.percentile(d, 90):.2f} mm, max {d.max():.2f} mm (point {int(np.argmax(d)) + 1})")
     return 0
