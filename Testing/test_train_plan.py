@@ -117,7 +117,7 @@ def _small_and_large(root, n: int):
     Each test case is (image, label, the object's box in it)."""
     small, large = [], []
     for s in range(n):
-        ph = make_phantom("ellipsoid", "MRI", size=(48, 48, 36), spacing=(1.0, 1.0, 1.0), seed=40 + s,
+        ph = make_phantom("ellipsoid", "CT", size=(48, 48, 36), spacing=(1.0, 1.0, 1.0), seed=40 + s,
                           distractors=False)
         lab = ph.label.array
         idx = np.argwhere(lab)
@@ -134,7 +134,7 @@ def _small_and_large(root, n: int):
             write_volume(img, root / name / f"img{i}.nii.gz")
             write_volume(lab, root / name / f"lab{i}.nii.gz")
             entries.append(Case(image=root / name / f"img{i}.nii.gz", template=root / name / f"lab{i}.nii.gz"))
-        out[name] = (write_dataset(root / name / "dataset.json", name=name, modality="MRI", training=entries),
+        out[name] = (write_dataset(root / name / "dataset.json", name=name, modality="CT", training=entries),
                      cases[-3:])
     return out
 

@@ -59,7 +59,7 @@ class TrainConfig:
 
     supervision: str = _f("weak", "weak: templates/points; slices: annotated 2-D slices only; full: masks",
                           choices=SUPERVISIONS)
-    lambda_: float = _f(1e-4, "weight λ of the reconstruction term (summed over patch voxels)", 0.0, 1e3,
+    lambda_: float = _f(0.1, "weight λ of the scale-free reconstruction term (see weaknet.loss)", 0.0, 1e3,
                         flag="lambda")
     gamma: float = _f(0.5, "threshold on the foreground probability at prediction", 0.01, 0.99)
     boundary_distance: float = _f(5.0, "d, mm: the reconstruction weight W is high within d of the template "
@@ -67,7 +67,7 @@ class TrainConfig:
     weight_near: float = _f(1.0, "W within d of the template boundary", 0.0, 1e3)
     weight_far: float = _f(0.1, "W elsewhere", 0.0, 1e3)
     budget_minutes: float | None = _f(None, "training budget in minutes of the planned device (sets epochs × "
-                                            "steps; planned: 4 on CPU, 30 on a GPU)", 0.05, 1e4, planned=True)
+                                            "steps; planned: 2 on CPU, 30 on a GPU)", 0.05, 1e4, planned=True)
     epochs: int | None = _f(None, "epochs (validation and checkpoint after each)", 1, 100_000, planned=True)
     steps_per_epoch: int | None = _f(None, "optimiser steps per epoch", 1, 1_000_000, planned=True)
     batch_size: int | None = _f(None, "patches per step", 1, 1024, planned=True)

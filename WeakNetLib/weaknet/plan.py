@@ -10,7 +10,7 @@ Rules (``fp`` = :class:`Fingerprint`, all shapes (D, H, W) voxels at the trainin
   multiple of 2^(depth−1), so a median-sized image needs no padding; a side shorter than that multiple is
   padded (the one policy of :mod:`weaknet.padding`).
 * width: 16 base filters on CPU/MPS, 32 on CUDA; batch 2 (nnU-Net's).
-* budget: 4 minutes on CPU, 8 on MPS, 30 on CUDA, converted to optimiser steps with a fixed throughput
+* budget: 2 minutes on CPU, 8 on MPS, 30 on CUDA, converted to optimiser steps with a fixed throughput
   estimate per device for the core net (so every supervision mode gets the same steps; the reconstruction
   net of weak training roughly doubles the wall time). Steps are a pure function of the plan, never of a
   measured speed, so a rerun trains the same model.
@@ -30,7 +30,7 @@ from .config import TrainConfig
 from .postprocess import components
 
 PATCH_VOXELS = {"cpu": 48 * 64 * 64, "mps": 64 * 96 * 96, "cuda": 128 ** 3}
-BUDGET_MINUTES = {"cpu": 4.0, "mps": 8.0, "cuda": 30.0}
+BUDGET_MINUTES = {"cpu": 2.0, "mps": 8.0, "cuda": 30.0}
 BASE_CHANNELS = {"cpu": 16, "mps": 16, "cuda": 32}
 # voxels per second through forward + backward of the core net at 16 base filters (measured on 2 CPU cores:
 # 1.3–1.6 M; a conservative figure keeps a loaded machine near its budget)
