@@ -113,23 +113,29 @@ def _outputs_for(image: Path, output: Path, probabilities: Path | None, folder: 
 
 def predict_files(model_dir: str | Path, image: str | Path, output: str | Path,
                   probabilities: str | Path | None = None, gamma: float | None = None,
-                  device: str = "auto") -> list[Path]:
+                  device: str = "auto", progress=None) -> list[Path]:
     """Predict one image file (or every volume in a folder) and write masks (and probabilities).
 
     A folder input writes into the ``output`` folder under the same file names. Returns the mask paths.
+    progress: called with event dicts — {"event": "start", "images"}, after each image {"event": "step",
+    "step", "steps", "image", "mask"}, then {"event": "done", "masks"} (paths as strings).
     """
+    emit = progress or (lambda e: None)
     image, output = Path(image), Path(output)
     probabilities = Path(probabilities) if probabilities else None
     if not image.exists():
         raise InputError(f"{image}: no such image file or folder")
     jobs = _outputs_for(image, output, probabilities, image.is_dir() and not _is_dicom_folder(image))
     m = load_model(model_dir, device)
+    emit({"event": "start", "images": len(jobs)})
     written = []
-    for src, dst, pdst in jobs:
+    for i, (src, dst, pdst) in enumerate(jobs):
         mask, prob = predict_volume(m, read_volume(src), gamma)
         written.append(write_volume(mask, dst))
         if pdst is not None:
             write_volume(prob, pdst)
+        emit({"event": "step", "step": i + 1, "steps": len(jobs), "image": str(src), "mask": str(written[-1])})
+    emit({"event": "done", "masks": [str(w) for w in written]})
     return written
 
 

@@ -378,20 +378,26 @@ def apply_model(scene, model_dir: str | Path, volume_node, gamma: float | None =
     The segmentation holds one segment: U-Net 1's foreground probability thresholded at ``gamma`` (default:
     the model's), on the volume's own grid. Raises :class:`InputError` for a missing or unreadable model.
     """
-    from weaknet.checkpoint import read_model_json
     from weaknet.predict import predict_volume
 
     warnings = model_warnings(model_dir, volume_node, modality)
-    volume = nodes.node_volume(volume_node)
-    mask, _ = predict_volume(model_dir, volume, gamma=gamma, device=device)
+    mask, _ = predict_volume(model_dir, nodes.node_volume(volume_node), gamma=gamma, device=device)
+    return add_prediction(scene, model_dir, volume_node, mask, name), warnings
+
+
+def add_prediction(scene, model_dir: str | Path, volume_node, mask: Volume, name: str | None = None):
+    """A model's mask (on the volume's grid) as a new segmentation node with one segment named after the
+    model's label, shown in 3D too."""
+    from weaknet.checkpoint import read_model_json
+
     seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volume_node.GetName()} WeakNet")
     seg.CreateDefaultDisplayNodes()
     seg.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
     label = read_model_json(Path(model_dir)).get("labels", {}).get("1", "foreground")
-    nodes.set_segment(seg, "weaknet_prediction", label, (0.3, 0.8, 0.4), mask.array, volume.geometry)
+    nodes.set_segment(seg, "weaknet_prediction", label, (0.3, 0.8, 0.4), mask.array, mask.geometry)
     seg.CreateClosedSurfaceRepresentation()  # shown in 3D too
     seg.SetAttribute("WeakNet.Model", str(Path(model_dir).resolve()))
-    return seg, warnings
+    return seg
 
 
 def _file_stem(volume_node) -> str:

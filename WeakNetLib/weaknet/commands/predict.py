@@ -13,12 +13,16 @@ def add_parser(sub):
     p.add_argument("--probabilities", help="also write foreground probabilities here (file or folder)")
     p.add_argument("--gamma", type=float, help="threshold (default: the model's gamma)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--progress-lines", action="store_true",
+                   help="print one machine-readable '@weaknet {json}' line per progress event (for front ends)")
     return p
 
 
 def run(args) -> int:
     from ..predict import predict_files
+    from ..progress_lines import LinePrinter
 
-    for path in predict_files(args.model, args.image, args.output, args.probabilities, args.gamma, args.device):
+    for path in predict_files(args.model, args.image, args.output, args.probabilities, args.gamma, args.device,
+                              progress=LinePrinter() if args.progress_lines else None):
         print(path)
     return 0

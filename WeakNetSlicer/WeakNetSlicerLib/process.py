@@ -1,0 +1,359 @@
+"""Long work out of process: ``<python> -m weaknet train|predict … --progress-lines`` as a child process,
+its progress lines (:mod:`weaknet.progress_lines`) read in a thread, state polled from a GUI timer, cancel
+by killing the process tree.
+
+Why not ``multiprocessing``: in desktop Slicer ``sys.executable`` is the PythonSlicer launcher and
+``__main__`` is Slicer's ``slicerqt.py``, which a "spawn" child re-runs (importing Qt) and dies on; a child
+that runs the ``weaknet`` command line needs nothing of the parent. The same class runs in Slicer (where
+``sys.executable`` is PythonSlicer, a launcher that starts the real interpreter as its own child — hence the
+tree kill) and headless (``sys.executable`` of the test's interpreter)::
+
+    run = train_process("train/DATASET.json", "model", TrainConfig(epochs=5))   # returns at once
+    run.poll()                      # from a QTimer: new events; updates state / fraction / message
+    run.state                       # "running" → "done" | "cancelled" | "failed"
+    run.cancel()                    # kills the child and its children; nothing is reported as a result
+    run.output                      # the trained model's folder, only once "done"
+
+The child is started by :func:`slicer.util.launchConsoleProcess` (stdout and stderr merged), with this
+process's environment plus the folder of the ``weaknet`` package imported here on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import locale
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from dataclasses import fields
+from pathlib import Path
+from typing import Callable
+
+import weaknet
+from weaknet.config import TrainConfig
+from weaknet.dataset import read_dataset
+from weaknet.errors import InputError
+from weaknet.progress_lines import parse_line
+
+STATES = ("starting", "running", "done", "cancelled", "failed")
+WEAKNET = ("-m", "weaknet")
+"""How the child runs the command line: ``<python> -m weaknet <command> …``."""
+_EXIT = object()  # queued by the reader thread after the child exited
+
+
+class ProcessRun:
+    """One ``weaknet`` command in a child process; call :meth:`poll` from a GUI timer.
+
+    ``state`` one of :data:`STATES`; ``fraction`` 0–1; ``message`` one line for the panel; ``events`` every
+    progress event so far; ``log`` the last free-text output lines; ``result`` the ``done`` event;
+    ``output`` what ``on_done(run)`` returned (it runs in :meth:`poll`, i.e. on the caller's thread, once the
+    child exited with status 0 after its ``done`` event). ``scratch``: a folder deleted once the run ended,
+    whatever the outcome.
+    """
+
+    def __init__(self, command: list[str], python: str | None = None, entry: tuple[str, ...] = WEAKNET,
+                 on_done: Callable[[ProcessRun], object] | None = None, scratch: Path | None = None,
+                 log_lines: int = 200):
+        self.args = [python or sys.executable, *entry, *command, "--progress-lines"]
+        self.on_done = on_done
+        self.scratch = scratch
+        self.state = "starting"
+        self.fraction = 0.0
+        self.message = f"starting weaknet {command[0]}..."
+        self.events: list[dict] = []
+        self.log: deque[str] = deque(maxlen=log_lines)
+        self.result: dict | None = None
+        self.output = None
+        self.returncode: int | None = None
+        self._queue: queue.Queue = queue.Queue()
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._total = 0
+        self._cancelled = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "cancelled", "failed")
+
+    def start(self) -> ProcessRun:
+        """Start the child (returns at once)."""
+        from slicer.util import launchConsoleProcess
+
+        if self._proc is not None:
+            raise InputError("this process was already started; start a new one")
+        self._proc = launchConsoleProcess(self.args, useStartupEnvironment=False,
+                                          updateEnvironment=child_environment())
+        self.state = "running"
+        self._reader = threading.Thread(target=self._read, daemon=True, name="weaknet-process-reader")
+        self._reader.start()
+        return self
+
+    def poll(self) -> list[dict]:
+        """Events that arrived since the last call (never blocks); updates state, fraction and message."""
+        new = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return new
+            if item is _EXIT:
+                self._exited()
+            elif isinstance(item, dict):
+                self.events.append(item)
+                new.append(item)
+                self._apply(item)
+            else:
+                self.log.append(item)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the child's output ended (or ``timeout`` seconds), poll, and return :attr:`state`."""
+        if self._reader is not None:
+            self._reader.join(timeout)
+        self.poll()
+        return self.state
+
+    def cancel(self) -> None:
+        """Kill the child and every process it started; the run ends "cancelled" with no result."""
+        if self._proc is None or self.finished:
+            return
+        self._cancelled = True
+        kill_process_tree(self._proc.pid)
+        self._proc.wait()  # reaped: no zombie
+        self.wait(5.0)
+        if not self.finished:
+            self._exited()
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _read(self) -> None:
+        stream = self._proc.stdout
+        while True:
+            try:
+                line = stream.readline()
+            except UnicodeDecodeError:  # free text the locale cannot decode; protocol lines are ASCII
+                continue
+            except ValueError:  # the pipe was closed by cancel()
+                break
+            if not line:
+                break
+            line = line.rstrip("\r\n")
+            event = parse_line(line)
+            self._queue.put(event if event is not None else line)
+        self._proc.wait()
+        self._queue.put(_EXIT)
+
+    def _exited(self) -> None:
+        if self.finished:
+            return
+        self.returncode = self._proc.returncode if self._proc is not None else None
+        if self._cancelled or any(e.get("event") == "cancelled" for e in self.events):
+            self.state, self.message = "cancelled", "cancelled"
+        elif self.returncode == 0 and self.result is not None:
+            self._succeeded()
+        else:
+            self.state = "failed"
+            self.message = "failed: " + self._error_line()
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _succeeded(self) -> None:
+        try:
+            self.output = self.on_done(self) if self.on_done is not None else None
+        except Exception as exc:  # e.g. the result cannot be imported: one line for the panel
+            self.state, self.message = "failed", f"failed: {exc}"
+            return
+        self.state, self.fraction = "done", 1.0
+        self.message = "done"
+
+    def _error_line(self) -> str:
+        lines = [ln for ln in self.log if ln.strip()]
+        errors = [ln for ln in lines if "error:" in ln]
+        last = (errors or lines or [f"exit status {self.returncode}"])[-1].strip()
+        return last if errors or lines else f"the process ended with exit status {self.returncode}"
+
+    def _apply(self, e: dict) -> None:
+        kind = e.get("event")
+        if kind == "start":
+            self._total = max(1, int(e.get("epochs", 1)) * int(e.get("steps_per_epoch", e.get("images", 1))))
+            self.message = _start_message(e)
+        elif kind == "step":
+            done = (int(e.get("epoch", 1)) - 1) * int(e.get("steps", 1)) + int(e.get("step", 0))
+            self.fraction = min(1.0, done / max(1, self._total or int(e.get("steps", 1))))
+            self.message = _step_message(e)
+        elif kind == "epoch":
+            iou = e.get("val_iou")
+            self.message = f"epoch {e.get('epoch')} done: loss {e.get('loss', 0):.4g}" + \
+                (f", validation IoU {iou:.3f}" if iou is not None else "")
+        elif kind == "warning":
+            self.message = f"warning: {e.get('message', '')}"
+        elif kind == "done":
+            self.result = e
+            self.message = "finishing..."
+        elif kind == "cancelled":
+            self.message = "cancelling..."
+
+
+def _start_message(e: dict) -> str:
+    if "epochs" in e:
+        return f"training: {e.get('epochs')} epochs of {e.get('steps_per_epoch')} steps"
+    return f"predicting {e.get('images', 1)} image(s)"
+
+
+def _step_message(e: dict) -> str:
+    if "epoch" in e:
+        return f"epoch {e.get('epoch')} step {e.get('step')}/{e.get('steps')}: loss {e.get('loss', 0):.4g}"
+    return f"image {e.get('step')}/{e.get('steps')} segmented"
+
+
+def child_environment() -> dict[str, str]:
+    """Variables added to the child's environment: the folder holding the ``weaknet`` package imported here
+    first on PYTHONPATH (an extension's or a source checkout's, whatever the launcher's settings say), UTF-8
+    mode, and stdio in this process's locale encoding (so the text pipe decodes whatever the child prints)."""
+    package_parent = str(Path(weaknet.__file__).resolve().parents[1])
+    path = [package_parent] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"PYTHONPATH": os.pathsep.join(dict.fromkeys(path)), "PYTHONUTF8": "1",
+            "PYTHONIOENCODING": f"{locale.getpreferredencoding(False)}:replace", "PYTHONUNBUFFERED": "1"}
+
+
+def kill_process_tree(pid: int) -> None:
+    """Kill ``pid`` and all its descendants (SIGKILL; on Windows ``taskkill /T /F``). The root is stopped
+    first, so it cannot start new children while the tree is collected. Missing processes are ignored."""
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True,
+                       creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
+        return
+    tree, seen = [pid], set()
+    while len(seen) < len(tree):  # stop each member before looking for its children
+        for p in tree:
+            if p not in seen:
+                seen.add(p)
+                _signal(p, signal.SIGSTOP)
+        children = _children()
+        tree += [c for p in list(tree) for c in children.get(p, ()) if c not in tree]
+    for p in tree:
+        _signal(p, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _children() -> dict[int, list[int]]:
+    """parent pid → child pids of every process (Linux: /proc; macOS and others: ``ps``)."""
+    out: dict[int, list[int]] = {}
+    proc = Path("/proc")
+    if (proc / "self" / "stat").is_file():
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields_ = stat.read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()
+            except OSError:  # the process ended meanwhile
+                continue
+            out.setdefault(int(fields_[1]), []).append(int(stat.parent.name))
+        return out
+    listing = subprocess.run(["ps", "-A", "-o", "pid=", "-o", "ppid="], capture_output=True, text=True).stdout
+    for row in listing.splitlines():
+        child, parent = (int(v) for v in row.split())
+        out.setdefault(parent, []).append(child)
+    return out
+
+
+# -- the two commands ------------------------------------------------------------------------------------
+
+
+def train_arguments(config: TrainConfig) -> list[str]:
+    """``weaknet train`` options for every field of ``config`` that differs from :class:`TrainConfig`'s
+    default, spelled as the train command's own parser spells them (read from it, not repeated here).
+    Raises :class:`InputError` for a setting the command line cannot express."""
+    import argparse
+
+    from weaknet.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    actions = {a.dest: a for a in commands.choices["train"]._actions}
+    default, out = TrainConfig(), []
+    for f in fields(TrainConfig):
+        value = getattr(config, f.name)
+        if value == getattr(default, f.name):
+            continue
+        action, negated = actions.get(f.name), actions.get(f"no_{f.name}")
+        if value is False and negated is not None:  # e.g. amp=False → --no-amp
+            out.append(negated.option_strings[0])
+        elif isinstance(value, bool) and action is not None and action.nargs == 0:  # a switch
+            negative = [o for o in action.option_strings if o.startswith("--no-")]
+            if not value and not negative:
+                raise InputError(f"`weaknet train` cannot switch {action.option_strings[0]} off")
+            out.append(action.option_strings[0] if value else negative[0])
+        elif action is not None:
+            text = ",".join(str(v) for v in value) if isinstance(value, (tuple, list)) else str(value)
+            out += [action.option_strings[0], text]
+        else:
+            raise InputError(f"training setting '{f.name}' = {value!r} has no `weaknet train` option; leave it at "
+                             f"its default ({getattr(default, f.name)!r})")
+    return out
+
+
+def train_process(dataset: str | Path, output_dir: str | Path, config: TrainConfig | None = None,
+                  python: str | None = None, entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
+    """Start ``weaknet train`` on a DATASET.json into ``output_dir``; the run's ``output`` is the model
+    folder once it is done. Bad input (dataset, settings, an absent device) raises :class:`InputError` here, before any
+    process starts."""
+    from weaknet.device import resolve_device
+
+    ds_path, out = Path(dataset), Path(output_dir)
+    read_dataset(ds_path)
+    config = config or TrainConfig()
+    config.validate()
+    resolve_device(config.device)
+    run = ProcessRun(["train", "--dataset", str(ds_path), "--output", str(out), *train_arguments(config)],
+                     python=python, entry=entry, on_done=lambda r: Path(r.result.get("model_dir", out)))
+    return run.start()
+
+
+def predict_process(model_dir: str | Path, image: str | Path, output: str | Path, gamma: float | None = None,
+                    device: str = "auto", on_done: Callable[[ProcessRun], object] | None = None,
+                    scratch: Path | None = None, python: str | None = None,
+                    entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
+    """Start ``weaknet predict`` of one image file (or folder) into ``output``; ``on_done(run)`` runs in
+    :meth:`ProcessRun.poll` once the masks are written (``run.result["masks"]``)."""
+    from weaknet.checkpoint import read_model_json
+
+    read_model_json(Path(model_dir))  # a missing or corrupt model is refused before any process starts
+    args = ["predict", "--model", str(model_dir), "--image", str(image), "--output", str(output),
+            "--device", device] + (["--gamma", repr(float(gamma))] if gamma is not None else [])
+    return ProcessRun(args, python=python, entry=entry, on_done=on_done, scratch=scratch).start()
+
+
+def apply_model_process(scene, model_dir: str | Path, volume_node, gamma: float | None = None,
+                        device: str = "auto", modality: str | None = None, name: str | None = None,
+                        python: str | None = None, entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
+    """Segment a volume node out of process: the node's image is written to a temporary folder, ``weaknet
+    predict`` segments it, and :meth:`ProcessRun.poll` adds the mask as a new segmentation node. Once done,
+    the run's ``output`` is (segmentation node, warnings), as :func:`~WeakNetSlicerLib.training.apply_model`
+    returns in process."""
+    import tempfile
+
+    from weaknet.volume import read_volume, write_volume
+
+    from . import nodes
+    from .training import add_prediction, model_warnings
+
+    warnings = model_warnings(model_dir, volume_node, modality)  # also refuses a missing model
+    folder = Path(tempfile.mkdtemp(prefix="weaknet-apply-"))
+    image = write_volume(nodes.node_volume(volume_node), folder / "image.nrrd", compress=False)
+
+    def add(run: ProcessRun):
+        mask = read_volume(run.result["masks"][0])
+        return add_prediction(scene, model_dir, volume_node, mask, name), warnings
+
+    return predict_process(model_dir, image, folder / "mask.nrrd", gamma, device, on_done=add, scratch=folder,
+                           python=python, entry=entry)
