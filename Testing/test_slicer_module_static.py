@@ -187,8 +187,9 @@ def test_cmake_lists_name_every_source_and_resource_file():
     for needle in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(WeakNetSlicer)",
                    "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert needle in top
-    for meta in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+    for meta in ("CATEGORY", "CONTRIBUTORS", "DESCRIPTION"):
         assert re.search(rf"set\(EXTENSION_{meta} \"[^\"]+\"\)", top), meta
+    assert 'set(EXTENSION_DEPENDS "PyTorch")' in top  # PyTorch Utils, which installs torch for the GPU
     assert "WeakNetLib/weaknet/*.py" in top  # the library ships inside the extension
     module = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     scripts = set(_cmake_list(module, "MODULE_PYTHON_SCRIPTS"))
@@ -202,6 +203,28 @@ def test_cmake_lists_name_every_source_and_resource_file():
     assert "slicerMacroBuildScriptedModule(" in module and "SCRIPTS ${MODULE_PYTHON_SCRIPTS}" in module
     assert "RESOURCES ${MODULE_PYTHON_RESOURCES}" in module
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module
+
+
+def test_extension_index_metadata_claims_nothing_that_does_not_exist():
+    """LICENSE.txt matches the packages' license; every URL is built from the one repository variable and
+    points at a file in this tree (no placeholder host, no screenshot that was never made)."""
+    top = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    license_text = (ROOT / "LICENSE.txt").read_text(encoding="utf-8")
+    assert license_text.startswith("BSD 3-Clause License") and "Redistribution and use" in license_text
+    for pyproject in ("WeakNetLib", "WeakNetSlicer", "WeakNetWeb"):
+        meta = tomllib.loads((ROOT / pyproject / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+        assert meta["license"] == "BSD-3-Clause", pyproject
+    assert not re.findall(r"https?://", top), "a literal URL: derive it from WEAKNET_REPOSITORY_URL"
+    repository = re.search(r'set\(WEAKNET_REPOSITORY_URL "([^"]*)"\)', top).group(1)
+    for meta in ("HOMEPAGE", "ICONURL"):
+        values = re.findall(rf'set\(EXTENSION_{meta} "([^"]*)"\)', top)
+        assert values and all(v == "" or v.startswith("${WEAKNET_REPOSITORY_URL}/") for v in values), meta
+        for v in values:
+            path = re.sub(r"^\$\{WEAKNET_REPOSITORY_URL\}/(blob|raw)/main/", "", v)
+            assert not v or (ROOT / path).is_file(), f"{meta} names {path}, which is not in the tree"
+    assert repository == "" or re.fullmatch(r"https://[\w.-]+/[\w.-]+/[\w.-]+", repository), repository
+    screenshots = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', top).group(1)
+    assert screenshots == "", "claim a screenshot only once a real one of the desktop panel exists"
 
 
 def test_nothing_pip_installs_vtk_or_simpleitk_into_slicer():

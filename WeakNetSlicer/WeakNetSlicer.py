@@ -1,10 +1,12 @@
 """WeakNet for 3D Slicer: click sparse points on an organ's surface, watch an Active Surface template follow
-them live, collect templates into a training set, train Weak-Net in the background and apply the model.
+them live, collect templates into a training set, train Weak-Net in a separate process and apply the model.
 
 Module (Slicer's scripted-module pattern): parameter node (typed, saved with the scene), a thin Widget that
 only wires the .ui to the Logic, a Logic that delegates to the MRML bridge ``WeakNetSlicerLib`` (the same
 code the browser app and the headless tests drive), and a ScriptedLoadableModuleTest.
-Python dependencies (torch, weaknet, MONAI) are installed on first use, never vtk or SimpleITK.
+Python dependencies (torch, weaknet, MONAI) are installed on first use, never vtk or SimpleITK. Training
+and inference run as ``PythonSlicer -m weaknet train|predict`` child processes (``WeakNetSlicerLib.process``),
+polled by a QTimer; Slicer 5.10 or later (Python 3.12, numpy 2.0).
 """
 
 import importlib
@@ -29,6 +31,9 @@ from slicer.util import VTKObservationMixin
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent
 SAMPLE_NAME = "WeakNetPhantom"
+TORCH_REQUIREMENT = ">=2.8"
+"""The torch PyTorch Utils installs: what the MONAI release WeakNet is tested with (1.6) requires."""
+POLL_INTERVAL_MS = 500
 
 
 #
@@ -62,16 +67,24 @@ Built on 3D Slicer's scripted module template, MONAI and PyTorch.
 
 
 def registerSampleData():
-    """Register the WeakNet phantom in the Sample Data module."""
+    """Register the WeakNet phantom in the Sample Data module. Nothing is downloaded: the source has no URIs
+    (empty lists of equal length, as SampleDataSource requires) and a custom downloader builds the phantom."""
     import SampleData
 
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="WeakNet",
         sampleName=SAMPLE_NAME,
+        uris=[],
+        fileNames=[],
+        nodeNames=[],
         thumbnailFileName=str(MODULE_DIR / "Resources" / "Icons" / "WeakNetSlicer.png"),
-        nodeNames=SAMPLE_NAME,
-        customDownloader=lambda source: WeakNetSlicerLogic().loadSamplePhantom(),
+        customDownloader=loadSamplePhantom,
     )
+
+
+def loadSamplePhantom(source=None):
+    """Sample Data's custom downloader: the phantom volume node (``source``, the SampleDataSource, unused)."""
+    return WeakNetSlicerLogic().loadSamplePhantom()
 
 
 #
@@ -111,7 +124,12 @@ class WeakNetSlicerParameterNode:
 
 
 class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The panel: wiring between the .ui widgets, the parameter node and the Logic; no processing here."""
+    """The panel: wiring between the .ui widgets, the parameter node and the Logic; no processing here.
+
+    Every action runs inside ``slicer.util.tryWithErrorDisplay``, which shows the error and re-raises: what
+    follows an action inside its ``with`` block happens only on success, and what must happen either way
+    (button states) sits in ``finally``.
+    """
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -119,7 +137,8 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self.trainingTimer = None
+        self.processTimer = None
+        self._reportedApplyRun = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -128,29 +147,34 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = WeakNetSlicerLogic()
-        WeakNetSlicerLogic.statusChanged = self.updateAnnotationStatus
+        WeakNetSlicerLogic.statusChanged = self.updateAnnotationStatus  # also when Esc or the toolbar end placing
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
         self.ui.addObjectButton.connect("clicked(bool)", self.onAddObject)
         self.ui.placeButton.connect("toggled(bool)", self.onPlaceToggled)
-        self.ui.undoButton.connect("clicked(bool)", lambda: self.run(self.logic.undo, self._parameterNode.points))
-        self.ui.clearButton.connect("clicked(bool)", lambda: self.run(self.logic.clearPoints, self._parameterNode.points))
+        self.ui.undoButton.connect("clicked(bool)", self.onUndoPoint)
+        self.ui.clearButton.connect("clicked(bool)", self.onClearPoints)
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
         self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyModel)
+        self.ui.cancelApplyButton.connect("clicked(bool)", self.onCancelApply)
 
-        self.trainingTimer = qt.QTimer()
-        self.trainingTimer.setInterval(500)
-        self.trainingTimer.connect("timeout()", self.onTrainingTimer)
+        self.processTimer = qt.QTimer()
+        self.processTimer.setInterval(POLL_INTERVAL_MS)
+        self.processTimer.connect("timeout()", self.onProcessTimer)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
+        """Slicer closes: stop polling and end any training or inference process (no orphan keeps running)."""
         self.removeObservers()
-        if self.trainingTimer:
-            self.trainingTimer.stop()
+        if self.processTimer:
+            self.processTimer.stop()
+        if self.logic:
+            self.logic.cancelTraining()
+            self.logic.cancelApply()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -185,10 +209,9 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
             self.updateButtons()
 
-    def run(self, function, *args):
-        """Call a Logic method, showing a WeakNet error (or any failure) as one clear message."""
-        with slicer.util.tryWithErrorDisplay(_("WeakNet: the action failed."), waitCursor=True):
-            return function(*args)
+    def errorDisplay(self):
+        """The context every action runs in: a failure is shown as one message, then re-raised."""
+        return slicer.util.tryWithErrorDisplay(_("WeakNet: the action failed."), waitCursor=True)
 
     def updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
@@ -199,10 +222,11 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.enabled = hasPoints
         self.ui.clearButton.enabled = hasPoints
         self.ui.addToTrainingSetButton.enabled = hasVolume
-        running = self.logic.isTraining()
-        self.ui.trainButton.enabled = not running
-        self.ui.cancelTrainingButton.enabled = running
-        self.ui.applyButton.enabled = hasVolume and not running
+        training, applying = self.logic.isTraining(), self.logic.isApplying()
+        self.ui.trainButton.enabled = not training
+        self.ui.cancelTrainingButton.enabled = training
+        self.ui.applyButton.enabled = hasVolume and not applying
+        self.ui.cancelApplyButton.enabled = applying
         self.updateAnnotationStatus()
 
     def updateAnnotationStatus(self, status=None) -> None:
@@ -213,62 +237,105 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             clicks=info.clicks, objects=len(info.objects))
         self.ui.statusLabel.text = info.message
         self.ui.statusLabel.setStyleSheet("color: #c0392b" if info.level != "info" else "")
+        self.syncPlaceButton(info.placing)
+
+    def syncPlaceButton(self, placing: bool) -> None:
+        """The button shows the controller's place mode (which follows the interaction node), without
+        toggling it again."""
+        if self.ui.placeButton.checked != placing:
+            wasBlocked = self.ui.placeButton.blockSignals(True)
+            self.ui.placeButton.checked = placing
+            self.ui.placeButton.blockSignals(wasBlocked)
 
     def onAddObject(self) -> None:
         p = self._parameterNode
-        markups = self.run(self.logic.addObject, p.inputVolume, p.objectName, p.autosaveDirectory)
-        if markups is not None:
+        with self.errorDisplay():
+            markups = self.logic.addObject(p.inputVolume, p.objectName, p.autosaveDirectory)
             p.points = markups
             p.templates = self.logic.sessionFor(p.inputVolume).segmentation_node
             p.objectName = self.logic.nextObjectName(p.inputVolume)
             slicer.util.setSliceViewerLayers(background=p.inputVolume, fit=True)
-            self.ui.placeButton.checked = True
+            self.logic.setPlacing(markups, True)
 
     def onPlaceToggled(self, placing: bool) -> None:
-        self.run(self.logic.setPlacing, self._parameterNode.points, placing)
+        try:
+            with self.errorDisplay():
+                self.logic.setPlacing(self._parameterNode.points, placing)
+        finally:
+            self.updateAnnotationStatus()  # a failed toggle does not stay checked
+
+    def onUndoPoint(self) -> None:
+        with self.errorDisplay():
+            self.logic.undo(self._parameterNode.points)
+
+    def onClearPoints(self) -> None:
+        with self.errorDisplay():
+            self.logic.clearPoints(self._parameterNode.points)
 
     def onAddToTrainingSet(self) -> None:
         p = self._parameterNode
-        count = self.run(self.logic.addToTrainingSet, p.inputVolume, p.trainingDirectory, p.modality)
-        if count is not None:
+        with self.errorDisplay():
+            count = self.logic.addToTrainingSet(p.inputVolume, p.trainingDirectory, p.modality)
             self.ui.trainingSetLabel.text = _("{count} volume(s) in the training set").format(count=count)
 
     def onTrain(self) -> None:
         p = self._parameterNode
-        settings = {"lambda_": p.lambdaWeight, "gamma": p.gamma, "boundary_distance": p.boundaryDistance,
-                    "epochs": p.epochs, "device": p.device}
-        run = self.run(self.logic.startTraining, p.trainingDirectory, p.modelPath, settings)
-        if run is not None:
-            self.ui.trainingProgressBar.value = 0
-            self.ui.trainingStatusLabel.text = run.message
-            self.trainingTimer.start()
-        self.updateButtons()
-
-    def onTrainingTimer(self) -> None:
-        run = self.logic.pollTraining()
-        if run is None:
-            self.trainingTimer.stop()
-            return
-        self.ui.trainingProgressBar.value = int(round(100 * run.fraction))
-        self.ui.trainingStatusLabel.text = run.message
-        if run.state.finished:
-            self.trainingTimer.stop()
-            if run.model_dir is not None:
-                self._parameterNode.modelPath = pathlib.Path(run.model_dir)
+        try:
+            with self.errorDisplay():
+                settings = {"lambda_": p.lambdaWeight, "gamma": p.gamma, "boundary_distance": p.boundaryDistance,
+                            "epochs": p.epochs, "device": p.device}
+                run = self.logic.startTraining(p.trainingDirectory, p.modelPath, settings)
+                self.ui.trainingProgressBar.value = 0
+                self.ui.trainingStatusLabel.text = run.message
+                self.processTimer.start()
+        finally:
             self.updateButtons()
-
-    def onCancelTraining(self) -> None:
-        self.logic.cancelTraining()
 
     def onApplyModel(self) -> None:
         p = self._parameterNode
-        result = self.run(self.logic.applyModel, p.modelPath, p.inputVolume, p.gamma, p.device, p.modality)
-        if result is not None:
-            segmentation, warnings = result
-            self.ui.applyStatusLabel.text = "\n".join(warnings) or _("segmentation '{name}' added").format(
-                name=segmentation.GetName())
-            if warnings:
-                slicer.util.warningDisplay("\n".join(warnings), windowTitle=_("WeakNet model"))
+        try:
+            with self.errorDisplay():
+                run = self.logic.startApplyModel(p.modelPath, p.inputVolume, p.gamma, p.device, p.modality)
+                self.ui.applyProgressBar.value = 0
+                self.ui.applyStatusLabel.text = run.message
+                self.processTimer.start()
+        finally:
+            self.updateButtons()
+
+    def onProcessTimer(self) -> None:
+        """Poll the training and inference processes into their progress bars and status lines."""
+        try:
+            training, applying = self.logic.pollRuns()
+            if training is not None:
+                self.ui.trainingProgressBar.value = int(round(100 * training.fraction))
+                self.ui.trainingStatusLabel.text = training.message
+                if training.state == "done" and training.model_dir is not None and self._parameterNode:
+                    self._parameterNode.modelPath = pathlib.Path(training.model_dir)
+            if applying is not None and applying is not self._reportedApplyRun:
+                self.ui.applyProgressBar.value = int(round(100 * applying.fraction))
+                self.ui.applyStatusLabel.text = applying.message
+                if applying.finished:  # reported once
+                    self._reportedApplyRun = applying
+                    if applying.state == "done":
+                        self.showApplyResult(*applying.output)
+        finally:
+            if not (self.logic.isTraining() or self.logic.isApplying()):
+                self.processTimer.stop()
+                self.updateButtons()
+
+    def showApplyResult(self, segmentation, warnings) -> None:
+        self.ui.applyStatusLabel.text = "\n".join(warnings) or _("segmentation '{name}' added").format(
+            name=segmentation.GetName())
+        if warnings:
+            slicer.util.warningDisplay("\n".join(warnings), windowTitle=_("WeakNet model"))
+
+    def onCancelTraining(self) -> None:
+        self.logic.cancelTraining()
+        self.onProcessTimer()
+
+    def onCancelApply(self) -> None:
+        self.logic.cancelApply()
+        self.onProcessTimer()
 
 
 #
@@ -285,6 +352,7 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
 
     controller = None
     trainer = None
+    applyRun = None
     statusChanged = None
 
     def getParameterNode(self):
@@ -293,26 +361,29 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     # -- dependencies ------------------------------------------------------------------------------
     @classmethod
     def ensureDependencies(cls, training: bool = False) -> None:
-        """Install what is missing on first use, after asking: for annotation Resources/requirements.txt (and
-        weaknet itself, without dependencies, when run from a source checkout; the extension ships it); for
-        training also torch (through the PyTorch Utils extension) and Resources/requirements-training.txt.
-        vtk and SimpleITK are Slicer's own and are never installed."""
-        needed = ["scipy", "weaknet"] + (["torch", "monai", "safetensors"] if training else [])
+        """Install what is missing on first use, after asking once: for annotation Resources/requirements.txt
+        (and weaknet itself, without dependencies, when run from a source checkout; the extension ships it);
+        for training also torch through the PyTorch Utils extension (``TORCH_REQUIREMENT``, the build for the
+        machine's GPU), then Resources/requirements-training.txt constrained to the installed torch, so pip can
+        never swap that build for another one. vtk and SimpleITK are Slicer's own and are never installed."""
+        needed = ["scipy", "weaknet"] + (["torch", "monai", "safetensors", "tqdm"] if training else [])
         missing = [name for name in needed if importlib.util.find_spec(name) is None]
         if not missing:
             return
+        pyTorchUtils = cls._pyTorchUtils() if "torch" in missing else None
         if not slicer.util.confirmOkCancelDisplay(
                 _("WeakNet needs these Python packages in Slicer's Python: {names}. Install them now? This needs "
                   "internet access and may take a few minutes.").format(names=", ".join(missing)),
                 windowTitle="WeakNet"):
             raise RuntimeError(_("missing Python packages: {names}; WeakNet installs them when you agree").format(
                 names=", ".join(missing)))
-        if "torch" in missing:
-            cls._installTorch()
+        if pyTorchUtils is not None:
+            if pyTorchUtils.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT) is None:
+                raise RuntimeError(_("PyTorch was not installed; install it in the PyTorch Utils module"))
         resources = MODULE_DIR / "Resources"
         slicer.util.pip_install(["-r", str(resources / "requirements.txt")])
         if training:
-            slicer.util.pip_install(["-r", str(resources / "requirements-training.txt")])
+            cls._pipInstallKeepingTorch(resources / "requirements-training.txt")
         if "weaknet" in missing:  # the extension ships weaknet; a source checkout has it next to the module
             source = MODULE_DIR.parent / "WeakNetLib"
             if not (source / "pyproject.toml").is_file():
@@ -322,21 +393,26 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         importlib.invalidate_caches()
 
     @staticmethod
-    def _installTorch() -> None:
-        """torch through the PyTorch Utils extension (it picks the build for the machine's GPU); without the
-        extension, PyPI's default build after asking."""
+    def _pyTorchUtils():
+        """The PyTorch Utils logic (the PyTorch extension, which this extension depends on)."""
         try:
             import PyTorchUtils
         except ImportError:
-            if not slicer.util.confirmOkCancelDisplay(
-                    _("The PyTorch extension is not installed (recommended: Extensions Manager → PyTorch, then "
-                      "restart). Install PyTorch's default build from PyPI instead?"), windowTitle="WeakNet"):
-                raise RuntimeError(_("WeakNet needs PyTorch: install the 'PyTorch' extension from the Extensions "
-                                     "Manager, restart Slicer, and try again")) from None
-            slicer.util.pip_install("torch")
-            return
-        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
-            raise RuntimeError(_("PyTorch was not installed; install it in the PyTorch Utils module"))
+            raise RuntimeError(_("WeakNet needs the 'PyTorch' extension: install it from the Extensions Manager, "
+                                 "restart Slicer, and try again")) from None
+        return PyTorchUtils.PyTorchUtilsLogic()
+
+    @staticmethod
+    def _pipInstallKeepingTorch(requirements: pathlib.Path) -> None:
+        """pip-install a requirements file with the installed torch pinned (local version label included, e.g.
+        ``2.8.0+cu126``): pip then either keeps that build or fails, and never replaces it."""
+        import importlib.metadata
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:
+            constraints = pathlib.Path(folder) / "torch-constraint.txt"
+            constraints.write_text(f"torch=={importlib.metadata.version('torch')}\n", encoding="utf-8")
+            slicer.util.pip_install(["-r", str(requirements), "-c", str(constraints)])
 
     # -- annotation --------------------------------------------------------------------------------
     @classmethod
@@ -404,10 +480,11 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     def training(cls):
         """The training controller of this Slicer process (WeakNetSlicerLib.training, shared with the web)."""
         cls.ensureDependencies(training=True)
+        from WeakNetSlicerLib.process import train_job
         from WeakNetSlicerLib.training import TrainingController
 
-        if cls.trainer is None:
-            cls.trainer = TrainingController()
+        if cls.trainer is None:  # training runs as `PythonSlicer -m weaknet train` (WeakNetSlicerLib.process)
+            cls.trainer = TrainingController(job_factory=train_job)
         return cls.trainer
 
     def addToTrainingSet(self, volumeNode, trainingDirectory, modality) -> int:
@@ -415,9 +492,9 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         return self.training().add_to_training_set(trainingDirectory, self.sessionFor(volumeNode), modality)
 
     def startTraining(self, trainingDirectory, modelPath, settings: dict):
-        """Train in the background into ``modelPath`` (or ``<modelPath>-2``... when it holds a model);
+        """Train in a child process into ``modelPath`` (or ``<modelPath>-2``... when it holds a model);
         ``settings``: TrainConfig fields by name (None or "" = TrainConfig's default). Poll with
-        :meth:`pollTraining`."""
+        :meth:`pollRuns`."""
         trainer = self.training()
         return trainer.start(trainingDirectory, modelPath, trainer.parse(settings))
 
@@ -432,10 +509,33 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     def isTraining(self) -> bool:
         return self.trainer is not None and self.trainer.running
 
-    def applyModel(self, modelPath, volumeNode, gamma, device, modality):
-        """Segment the volume with a trained model → (new segmentation node, warnings)."""
-        return self.training().apply(slicer.mrmlScene, modelPath, volumeNode, gamma=gamma, device=device,
-                                     modality=modality)
+    def startApplyModel(self, modelPath, volumeNode, gamma, device, modality):
+        """Segment the volume with a trained model in a child process (``weaknet predict``); poll with
+        :meth:`pollRuns`; once done the run's ``output`` is (new segmentation node, warnings)."""
+        self.ensureDependencies(training=True)
+        from WeakNetSlicerLib.process import apply_model_process
+
+        if volumeNode is None:
+            raise ValueError(_("pick a volume first"))
+        if self.isApplying():
+            raise ValueError(_("a model is already being applied; cancel it first"))
+        WeakNetSlicerLogic.applyRun = apply_model_process(slicer.mrmlScene, modelPath, volumeNode, gamma=gamma,
+                                                          device=device, modality=modality)
+        return self.applyRun
+
+    def cancelApply(self) -> None:
+        if self.isApplying():
+            self.applyRun.cancel()
+
+    def isApplying(self) -> bool:
+        return self.applyRun is not None and not self.applyRun.finished
+
+    def pollRuns(self):
+        """(training progress, inference run), each None before its first run: new progress lines read, and
+        for a finished inference the segmentation added."""
+        if self.applyRun is not None:
+            self.applyRun.poll()
+        return self.pollTraining(), self.applyRun
 
     # -- sample data -------------------------------------------------------------------------------
     def loadSamplePhantom(self):
@@ -484,6 +584,8 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
         self.test_LiveTemplate()
         self.setUp()
         self.test_BadInput()
+        self.setUp()
+        self.test_TrainAndApplyOutOfProcess()
 
     def _phantomWithPoints(self):
         from weaknet.phantoms import make_phantom
@@ -534,3 +636,49 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.RemoveNode(markups)
         self.assertIn("deleted", logic.annotationStatus(volume).message)
         self.delayDisplay("Test passed")
+
+    def _waitFor(self, run, timeoutSeconds=300.0):
+        """Poll a child-process run as the panel's QTimer does, keeping the GUI responsive."""
+        import time
+
+        deadline = time.monotonic() + timeoutSeconds
+        while not run.finished and time.monotonic() < deadline:
+            run.poll()
+            slicer.app.processEvents()
+            time.sleep(0.1)
+        self.assertEqual(run.state, "done", run.message)
+
+    def test_TrainAndApplyOutOfProcess(self):
+        self.delayDisplay("Train one tiny epoch and apply the model, both as PythonSlicer child processes")
+        import tempfile
+
+        logic = WeakNetSlicerLogic()
+        logic.ensureDependencies(training=True)
+        from weaknet.config import TrainConfig
+        from weaknet.coords import lps_to_ras
+        from WeakNetSlicerLib.process import train_process
+        from WeakNetSlicerLib.training import DATASET_FILE
+
+        phantom, volume, points = self._phantomWithPoints()
+        markups = logic.addObject(volume, "bean")
+        session, obj = logic.controller.find(markups)
+        with session.batch():
+            for p in points:
+                markups.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(p)))
+        folder = pathlib.Path(tempfile.mkdtemp(prefix="WeakNetSlicerTest-"))
+        self.assertEqual(logic.addToTrainingSet(volume, folder / "training", "CT"), 1)
+        tiny = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=1, patch=(16, 16, 16), base_channels=4, depth=2,
+                           device="cpu")
+        training = train_process(folder / "training" / DATASET_FILE, folder / "model", tiny)
+        self._waitFor(training)
+        self.assertEqual([e["event"] for e in training.events if e["event"] != "plan"][-2:], ["epoch", "done"])
+        self.assertTrue((training.output / "model.json").is_file())
+
+        applying = logic.startApplyModel(training.output, volume, 0.5, "cpu", "CT")
+        self._waitFor(applying)
+        segmentation, warnings = applying.output
+        self.assertEqual(warnings, [])
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
+        self.assertTrue(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, "weaknet_prediction", volume).size)
+        self.delayDisplay("Test passed")
+

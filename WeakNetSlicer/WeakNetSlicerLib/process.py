@@ -10,12 +10,13 @@ tree kill) and headless (``sys.executable`` of the test's interpreter)::
 
     run = train_process("train/DATASET.json", "model", TrainConfig(epochs=5))   # returns at once
     run.poll()                      # from a QTimer: new events; updates state / fraction / message
-    run.state                       # "running" → "done" | "cancelled" | "failed"
+    run.state                       # TrainingState: running → done | cancelled | failed
     run.cancel()                    # kills the child and its children; nothing is reported as a result
     run.output                      # the trained model's folder, only once "done"
 
 The child is started by :func:`slicer.util.launchConsoleProcess` (stdout and stderr merged), with this
-process's environment plus the folder of the ``weaknet`` package imported here on ``PYTHONPATH``.
+process's environment plus the folder of the ``weaknet`` package imported here on ``PYTHONPATH``. A run is
+also a job of :class:`~WeakNetSlicerLib.training.TrainingController` (``job_factory=train_job``).
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ import weaknet
 from weaknet.config import TrainConfig
 from weaknet.dataset import read_dataset
 from weaknet.errors import InputError
+from weaknet.progress import TrainingState
 from weaknet.progress_lines import parse_line
 
-STATES = ("starting", "running", "done", "cancelled", "failed")
 WEAKNET = ("-m", "weaknet")
 """How the child runs the command line: ``<python> -m weaknet <command> …``."""
 _EXIT = object()  # queued by the reader thread after the child exited
@@ -48,8 +49,9 @@ _EXIT = object()  # queued by the reader thread after the child exited
 class ProcessRun:
     """One ``weaknet`` command in a child process; call :meth:`poll` from a GUI timer.
 
-    ``state`` one of :data:`STATES`; ``fraction`` 0–1; ``message`` one line for the panel; ``events`` every
-    progress event so far; ``log`` the last free-text output lines; ``result`` the ``done`` event;
+    ``state`` a :class:`~weaknet.progress.TrainingState` (idle until started); ``fraction`` 0–1; ``message``
+    one line for the panel; ``error`` why a failed run failed; ``events`` every progress event so far; ``log``
+    the last free-text output lines; ``result`` the ``done`` event; ``output_dir`` what the command writes;
     ``output`` what ``on_done(run)`` returned (it runs in :meth:`poll`, i.e. on the caller's thread, once the
     child exited with status 0 after its ``done`` event). ``scratch``: a folder deleted once the run ended,
     whatever the outcome.
@@ -57,11 +59,13 @@ class ProcessRun:
 
     def __init__(self, command: list[str], python: str | None = None, entry: tuple[str, ...] = WEAKNET,
                  on_done: Callable[[ProcessRun], object] | None = None, scratch: Path | None = None,
-                 log_lines: int = 200):
+                 output_dir: Path | None = None, log_lines: int = 200):
         self.args = [python or sys.executable, *entry, *command, "--progress-lines"]
         self.on_done = on_done
         self.scratch = scratch
-        self.state = "starting"
+        self.output_dir = output_dir
+        self.state = TrainingState.IDLE
+        self.error: str | None = None
         self.fraction = 0.0
         self.message = f"starting weaknet {command[0]}..."
         self.events: list[dict] = []
@@ -81,7 +85,7 @@ class ProcessRun:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "cancelled", "failed")
+        return self.state.finished
 
     def start(self) -> ProcessRun:
         """Start the child (returns at once)."""
@@ -91,7 +95,7 @@ class ProcessRun:
             raise InputError("this process was already started; start a new one")
         self._proc = launchConsoleProcess(self.args, useStartupEnvironment=False,
                                           updateEnvironment=child_environment())
-        self.state = "running"
+        self.state = TrainingState.RUNNING
         self._reader = threading.Thread(target=self._read, daemon=True, name="weaknet-process-reader")
         self._reader.start()
         return self
@@ -113,7 +117,7 @@ class ProcessRun:
             else:
                 self.log.append(item)
 
-    def wait(self, timeout: float | None = None) -> str:
+    def wait(self, timeout: float | None = None) -> TrainingState:
         """Block until the child's output ended (or ``timeout`` seconds), poll, and return :attr:`state`."""
         if self._reader is not None:
             self._reader.join(timeout)
@@ -154,12 +158,11 @@ class ProcessRun:
             return
         self.returncode = self._proc.returncode if self._proc is not None else None
         if self._cancelled or any(e.get("event") == "cancelled" for e in self.events):
-            self.state, self.message = "cancelled", "cancelled"
+            self.state, self.message = TrainingState.CANCELLED, "cancelled"
         elif self.returncode == 0 and self.result is not None:
             self._succeeded()
         else:
-            self.state = "failed"
-            self.message = "failed: " + self._error_line()
+            self._failed(self._error_line())
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -167,49 +170,34 @@ class ProcessRun:
         try:
             self.output = self.on_done(self) if self.on_done is not None else None
         except Exception as exc:  # e.g. the result cannot be imported: one line for the panel
-            self.state, self.message = "failed", f"failed: {exc}"
+            self._failed(str(exc))
             return
-        self.state, self.fraction = "done", 1.0
+        self.state, self.fraction = TrainingState.DONE, 1.0
         self.message = "done"
 
+    def _failed(self, error: str) -> None:
+        self.state, self.error, self.message = TrainingState.FAILED, error, f"failed: {error}"
+
     def _error_line(self) -> str:
-        lines = [ln for ln in self.log if ln.strip()]
+        """The command's last ``error:`` line, else its last line of output, else the exit status."""
+        lines = [ln.strip() for ln in self.log if ln.strip()]
         errors = [ln for ln in lines if "error:" in ln]
-        last = (errors or lines or [f"exit status {self.returncode}"])[-1].strip()
-        return last if errors or lines else f"the process ended with exit status {self.returncode}"
+        return (errors or lines or [f"the process ended with exit status {self.returncode}"])[-1]
 
     def _apply(self, e: dict) -> None:
+        """Progress of any command: ``start`` gives the total (epochs × steps, or images), each ``step`` one."""
         kind = e.get("event")
         if kind == "start":
-            self._total = max(1, int(e.get("epochs", 1)) * int(e.get("steps_per_epoch", e.get("images", 1))))
-            self.message = _start_message(e)
+            self._total = max(1, int(e.get("epochs") or 1) * int(e.get("steps_per_epoch") or e.get("images") or 1))
         elif kind == "step":
             done = (int(e.get("epoch", 1)) - 1) * int(e.get("steps", 1)) + int(e.get("step", 0))
             self.fraction = min(1.0, done / max(1, self._total or int(e.get("steps", 1))))
-            self.message = _step_message(e)
-        elif kind == "epoch":
-            iou = e.get("val_iou")
-            self.message = f"epoch {e.get('epoch')} done: loss {e.get('loss', 0):.4g}" + \
-                (f", validation IoU {iou:.3f}" if iou is not None else "")
+            self.message = f"{round(100 * self.fraction)} %" + (f": loss {e['loss']:.4g}" if "loss" in e else "")
         elif kind == "warning":
             self.message = f"warning: {e.get('message', '')}"
         elif kind == "done":
             self.result = e
             self.message = "finishing..."
-        elif kind == "cancelled":
-            self.message = "cancelling..."
-
-
-def _start_message(e: dict) -> str:
-    if "epochs" in e:
-        return f"training: {e.get('epochs')} epochs of {e.get('steps_per_epoch')} steps"
-    return f"predicting {e.get('images', 1)} image(s)"
-
-
-def _step_message(e: dict) -> str:
-    if "epoch" in e:
-        return f"epoch {e.get('epoch')} step {e.get('step')}/{e.get('steps')}: loss {e.get('loss', 0):.4g}"
-    return f"image {e.get('step')}/{e.get('steps')} segmented"
 
 
 def child_environment() -> dict[str, str]:
@@ -302,21 +290,28 @@ def train_arguments(config: TrainConfig) -> list[str]:
     return out
 
 
+def train_job(dataset: str | Path, output_dir: str | Path, config: TrainConfig | None = None,
+              python: str | None = None, entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
+    """``weaknet train`` on a DATASET.json into ``output_dir``, not started (a
+    :class:`~WeakNetSlicerLib.training.TrainingController` job factory); once done, the run's ``output`` is
+    the model folder."""
+    out = Path(output_dir)
+    args = ["train", "--dataset", str(dataset), "--output", str(out), *train_arguments(config or TrainConfig())]
+    return ProcessRun(args, python=python, entry=entry, output_dir=out,
+                      on_done=lambda r: Path(r.result.get("model_dir") or out))
+
+
 def train_process(dataset: str | Path, output_dir: str | Path, config: TrainConfig | None = None,
                   python: str | None = None, entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
-    """Start ``weaknet train`` on a DATASET.json into ``output_dir``; the run's ``output`` is the model
-    folder once it is done. Bad input (dataset, settings, an absent device) raises :class:`InputError` here, before any
-    process starts."""
+    """Start :func:`train_job`. Bad input (dataset, settings, an absent device) raises :class:`InputError`
+    here, before any process starts."""
     from weaknet.device import resolve_device
 
-    ds_path, out = Path(dataset), Path(output_dir)
-    read_dataset(ds_path)
+    read_dataset(Path(dataset))
     config = config or TrainConfig()
     config.validate()
     resolve_device(config.device)
-    run = ProcessRun(["train", "--dataset", str(ds_path), "--output", str(out), *train_arguments(config)],
-                     python=python, entry=entry, on_done=lambda r: Path(r.result.get("model_dir", out)))
-    return run.start()
+    return train_job(dataset, output_dir, config, python, entry).start()
 
 
 def predict_process(model_dir: str | Path, image: str | Path, output: str | Path, gamma: float | None = None,
@@ -330,7 +325,8 @@ def predict_process(model_dir: str | Path, image: str | Path, output: str | Path
     read_model_json(Path(model_dir))  # a missing or corrupt model is refused before any process starts
     args = ["predict", "--model", str(model_dir), "--image", str(image), "--output", str(output),
             "--device", device] + (["--gamma", repr(float(gamma))] if gamma is not None else [])
-    return ProcessRun(args, python=python, entry=entry, on_done=on_done, scratch=scratch).start()
+    return ProcessRun(args, python=python, entry=entry, on_done=on_done, scratch=scratch,
+                      output_dir=Path(output)).start()
 
 
 def apply_model_process(scene, model_dir: str | Path, volume_node, gamma: float | None = None,

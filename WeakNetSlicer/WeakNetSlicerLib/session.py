@@ -623,6 +623,7 @@ class AnnotationSession:
         node.CreateDefaultDisplayNodes()
         node.SetReferenceImageGeometryParameterFromVolumeNode(self.volume_node)
         node.SetSourceRepresentationToBinaryLabelmap()
+        node.SetSelectable(False)  # not pickable: a click in 3D lands on the organ, not on the template over it
         display = node.GetDisplayNode()
         if display is not None:  # slice views: the rasterised template; 3D: the fitted mesh
             display.SetPreferredDisplayRepresentationName2D(nodes.LABELMAP)
