@@ -51,6 +51,7 @@ def _wait(run, until, timeout=180.0):
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("process")
     dataset = phantom_dataset(root / "set")
+    (root / "set" / "DATASET.json").write_text(dataset.read_text(encoding="utf-8"), encoding="utf-8")
     run = train_process(dataset, root / "model", TINY, entry=_entry())
     fractions = []
     _wait(run, lambda r: fractions.append(r.fraction) or r.finished)
@@ -113,23 +114,32 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process table from /proc")
-def test_cancel_kills_the_process_tree_and_reports_no_model(trained, tmp_path):
+def test_cancel_through_the_training_controller_kills_the_process_tree(trained, tmp_path):
+    """As the Slicer Logic trains: TrainingController(job_factory=train_job), here through a launcher."""
+    from functools import partial
+
+    from WeakNetSlicerLib.training import TrainingController
+
     _, _, root = trained
-    slow = TrainConfig(**{**TINY.to_dict(), "epochs": 50, "steps_per_epoch": 50})
-    run = train_process(root / "set" / "dataset.json", tmp_path / "model", slow, python=str(_launcher(tmp_path)),
-                        entry=_entry())
-    _wait(run, lambda r: any(e["event"] == "step" for e in r.events))
+    controller = TrainingController(job_factory=partial(process.train_job, python=str(_launcher(tmp_path)),
+                                                        entry=_entry()))
+    slow = {**TINY.to_dict(), "epochs": 50, "steps_per_epoch": 50}
+    controller.start(root / "set", tmp_path / "model", slow)
+    run = controller.job
+    _wait(run, lambda r: controller.poll().fraction > 0)
+    assert controller.progress.state == "running" and 0 < controller.progress.fraction < 1
     children = process._children()
     tree, i = [run.pid], 0
     while i < len(tree):
         tree += children.get(tree[i], [])
         i += 1
     assert len(tree) >= 2, "the launcher runs the interpreter as its child"
-    run.cancel()
+    controller.cancel()
+    progress = controller.poll()
+    assert progress.state == "cancelled" and progress.model_dir is None, progress
     assert run.state == "cancelled" and run.output is None and run.returncode is not None
     assert not [p for p in tree if _alive(p)], "a process of the tree survived the cancel"
     assert not Path(f"/proc/{run.pid}").exists(), "the launcher was not reaped (zombie)"
-    assert 0 < run.fraction < 1
 
 
 def test_failures_are_one_clear_line(trained, tmp_path):
