@@ -5,7 +5,6 @@ starts the interpreter as its own child, as PythonSlicer does)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import stat
 import sys
@@ -26,16 +25,6 @@ from WeakNetSlicerLib.process import predict_process, train_arguments, train_pro
 
 TINY = TrainConfig(epochs=1, steps_per_epoch=4, batch_size=2, patch=(16, 16, 16), base_channels=4, depth=2,
                    device="cpu", amp=False)
-STANDIN = Path(__file__).with_name("weaknet_progress_standin.py")
-
-
-def _entry() -> tuple[str, ...]:
-    """``-m weaknet`` once ``weaknet train`` has ``--progress-lines``; until then the stand-in script."""
-    from weaknet.cli import build_parser
-
-    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    options = {o for a in commands.choices["train"]._actions for o in a.option_strings}
-    return process.WEAKNET if "--progress-lines" in options else (str(STANDIN),)
 
 
 def _wait(run, until, timeout=180.0):
@@ -52,7 +41,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("process")
     dataset = phantom_dataset(root / "set")
     (root / "set" / "DATASET.json").write_text(dataset.read_text(encoding="utf-8"), encoding="utf-8")
-    run = train_process(dataset, root / "model", TINY, entry=_entry())
+    run = train_process(dataset, root / "model", TINY)
     fractions = []
     _wait(run, lambda r: fractions.append(r.fraction) or r.finished)
     return run, fractions, root
@@ -73,12 +62,14 @@ def test_train_out_of_process_reports_progress_and_the_model(trained):
     run, fractions, _ = trained
     assert run.state == "done" and run.returncode == 0, run.message
     kinds = [e["event"] for e in run.events]
-    assert kinds == ["start"] + ["step"] * 4 + ["epoch", "done"]
+    assert kinds[0] == "plan" and "config" in run.events[0]  # the self-configured plan comes first
+    assert [k for k in kinds if k not in ("plan", "warning")] == ["start"] + ["step"] * 4 + ["epoch", "done"]
     steps = [f for f in fractions if 0 < f < 1]
     assert steps == sorted(steps) and run.fraction == 1.0  # 0.25, 0.5, 0.75 as steps arrive, then 1
     assert isinstance(run.output, Path) and (run.output / "model.json").is_file()
     assert (run.output / "model.safetensors").is_file()
-    assert run.events[-2]["epoch"] == 1 and np.isfinite(run.events[-2]["loss"])
+    epoch = next(e for e in run.events if e["event"] == "epoch")
+    assert epoch["epoch"] == 1 and np.isfinite(epoch["loss"])
 
 
 def test_predict_out_of_process_writes_the_same_mask(trained, tmp_path):
@@ -88,7 +79,7 @@ def test_predict_out_of_process_writes_the_same_mask(trained, tmp_path):
     ph = make_phantom("ellipsoid", "CT", size=(24, 24, 20), spacing=(1.0, 1.0, 1.5), seed=5, distractors=False)
     image = write_volume(ph.image, tmp_path / "new image.nrrd")
     pred = predict_process(run.output, image, tmp_path / "out" / "mask.nrrd", gamma=0.5, device="cpu",
-                           on_done=lambda r: read_volume(r.result["masks"][0]), entry=_entry())
+                           on_done=lambda r: read_volume(r.result["masks"][0]))
     _wait(pred, lambda r: r.finished)
     assert pred.state == "done", pred.message
     assert [e["event"] for e in pred.events] == ["start", "step", "done"] and pred.fraction == 1.0
@@ -121,8 +112,7 @@ def test_cancel_through_the_training_controller_kills_the_process_tree(trained, 
     from WeakNetSlicerLib.training import TrainingController
 
     _, _, root = trained
-    controller = TrainingController(job_factory=partial(process.train_job, python=str(_launcher(tmp_path)),
-                                                        entry=_entry()))
+    controller = TrainingController(job_factory=partial(process.train_job, python=str(_launcher(tmp_path))))
     slow = {**TINY.to_dict(), "epochs": 50, "steps_per_epoch": 50}
     controller.start(root / "set", tmp_path / "model", slow)
     run = controller.job
@@ -146,14 +136,12 @@ def test_failures_are_one_clear_line(trained, tmp_path):
     run, _, root = trained
     with pytest.raises(InputError, match="no such"):
         train_process(tmp_path / "nowhere" / "dataset.json", tmp_path / "m", TINY)
-    with pytest.raises(InputError, match="res_units.*no `weaknet train` option"):
-        train_arguments(TrainConfig(res_units=0))
+    assert train_arguments(TrainConfig(augment=False, lambda_=0.0)) == ["--lambda", "0.0", "--no-augment"]
     assert train_arguments(TrainConfig()) == []
     with pytest.raises(InputError, match="not a WeakNet model"):
         predict_process(tmp_path, tmp_path / "x.nrrd", tmp_path / "y.nrrd")
     # a failure inside the child: its error line becomes the message, nothing is reported as a result
-    missing = predict_process(run.output, tmp_path / "no image.nrrd", tmp_path / "out.nrrd", device="cpu",
-                              entry=_entry())
+    missing = predict_process(run.output, tmp_path / "no image.nrrd", tmp_path / "out.nrrd", device="cpu")
     _wait(missing, lambda r: r.finished)
     assert missing.state == "failed" and missing.returncode == 2 and missing.output is None
     assert "error:" in missing.message and "no image.nrrd" in missing.message and os.linesep not in missing.message
@@ -170,8 +158,7 @@ def test_apply_model_out_of_process_to_a_volume_node(trained, tmp_path):
     ph = make_phantom("ellipsoid", "CT", size=(24, 24, 20), spacing=(1.0, 1.0, 1.5), seed=6, distractors=False,
                       oblique=True)
     volume = core.volumes.AddArchetypeVolume(str(write_volume(ph.image, tmp_path / "ct.nrrd")), "ct", 0)
-    applied = apply_model_process(core.scene, run.output, volume, gamma=0.5, device="cpu", modality="MRI",
-                                  entry=_entry())
+    applied = apply_model_process(core.scene, run.output, volume, gamma=0.5, device="cpu", modality="MRI")
     assert applied.scratch.is_dir() and core.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 0
     _wait(applied, lambda r: r.finished)
     assert applied.state == "done", applied.message

@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from dataclasses import fields
 from pathlib import Path
@@ -211,8 +212,9 @@ def child_environment() -> dict[str, str]:
 
 
 def kill_process_tree(pid: int) -> None:
-    """Kill ``pid`` and all its descendants (SIGKILL; on Windows ``taskkill /T /F``). The root is stopped
-    first, so it cannot start new children while the tree is collected. Missing processes are ignored."""
+    """Kill ``pid`` and all its descendants (SIGKILL; on Windows ``taskkill /T /F``) and wait (≤ 10 s) until
+    they are gone. Each member is stopped before its children are listed, so none can start new ones while
+    the tree is collected. Missing processes are ignored."""
     if os.name == "nt":
         subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True,
                        creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0))
@@ -227,6 +229,24 @@ def kill_process_tree(pid: int) -> None:
         tree += [c for p in list(tree) for c in children.get(p, ()) if c not in tree]
     for p in tree:
         _signal(p, signal.SIGKILL)
+    deadline = time.monotonic() + 10.0
+    while any(_running(p) for p in tree) and time.monotonic() < deadline:  # SIGKILL takes effect async
+        time.sleep(0.02)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (Linux: /proc; elsewhere: it exists)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.parent.parent.joinpath("self", "stat").is_file():
+        try:
+            return stat.read_text(encoding="ascii", errors="replace").rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
 
 
 def _signal(pid: int, sig: int) -> None:
