@@ -106,7 +106,7 @@ def test_module_structure_follows_the_scripted_module_template(tree):
     param = _class(tree, "WeakNetSlicerParameterNode")
     assert [ast.unparse(d) for d in param.decorator_list] == ["parameterNodeWrapper"]
     fields = {a.target.id for a in param.body if isinstance(a, ast.AnnAssign)}
-    assert {"inputVolume", "points", "templates", "lambdaWeight", "gamma", "boundaryDistance", "device",
+    assert {"inputVolume", "points", "templates", "lambda_", "gamma", "boundary_distance", "device",
             "modelPath", "epochs"} <= fields
     # thin widget: every logic call it makes exists on the Logic, and it does no processing itself
     widget, logic = _class(tree, "WeakNetSlicerWidget"), _class(tree, "WeakNetSlicerLogic")

@@ -49,14 +49,14 @@ def test_no_annotated_volume_is_a_clear_error(tmp_path):
     ph = make_phantom("ellipsoid", "CT", size=(24, 24, 16), seed=1)
     node = core.volumes.AddArchetypeVolume(str(write_volume(ph.image, tmp_path / "a.nrrd")), "a", 0)
     with pytest.raises(InputError, match="no annotated volume in the scene"):
-        build_training_set(core.scene, tmp_path / "set")
+        build_training_set(core.scene, tmp_path / "set", "CT")
     s = AnnotationSession(core.scene, node)
     obj = s.add_object("organ")
     nodes.set_control_points_lps(obj.markups_node, ph.label.geometry.to_lps([[5, 5, 5], [9, 5, 5], [5, 9, 5]]))
     with pytest.raises(InputError, match="no annotated volume.*4 points"):  # 3 points: no template yet
-        build_training_set(core.scene, tmp_path / "set")
+        build_training_set(core.scene, tmp_path / "set", "CT")
     with pytest.raises(InputError, match="training set is empty"):
-        TrainingSet(tmp_path / "set2").write()
+        TrainingSet(tmp_path / "set2", "CT").write()
     assert not (tmp_path / "set" / "DATASET.json").exists()
 
 
@@ -111,7 +111,7 @@ def _until_finished(controller: TrainingController, deadline: float, done=lambda
 
 def test_background_training_progress_and_cancel(annotated, tmp_path):
     core, _, _ = annotated
-    folder = build_training_set(core.scene, tmp_path / "set").parent
+    folder = build_training_set(core.scene, tmp_path / "set", "CT").parent
     controller = TrainingController()
     with pytest.raises(InputError, match="mps"):  # an absent device is refused before anything starts
         controller.start(folder, tmp_path / "model", {**TINY, "device": "mps"})

@@ -29,6 +29,9 @@ def test_train_cancel_apply(tmp_path):
         page.wait_state("status", "v.includes('template fitted through 12 points')")
 
         click("add-training")
+        page.wait_state("error_message", "v.includes('choose the modality')")  # never guessed
+        page.set_state("train_modality", "CT")
+        click("add-training")
         page.wait_state("train_cases", "v === 1")
         assert (root / "training" / "DATASET.json").is_file()
 

@@ -12,7 +12,6 @@ polled by a QTimer; Slicer 5.10 or later (Python 3.12, numpy 2.0).
 import importlib
 import importlib.util
 import pathlib
-from typing import Annotated
 
 import qt
 import vtk
@@ -20,7 +19,7 @@ import vtk
 import slicer
 from slicer import vtkMRMLMarkupsFiducialNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, Decimals, WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -98,9 +97,11 @@ class WeakNetSlicerParameterNode:
 
     inputVolume - volume being annotated; points - the current object's clicked points;
     templates - the volume's template segmentation; objectName - name for the next new object;
-    autosaveDirectory - clicks (.mrk.json) and templates (.seg.nrrd) go to <folder>/<volume name>/;
-    modality, trainingDirectory - the training set; lambdaWeight (λ), gamma (γ), boundaryDistance (d, mm),
-    epochs, device - training settings; modelPath - a trained model folder (with model.json).
+    autosaveDirectory - clicks (.mrk.json) and templates (.seg.nrrd) go to <folder>/<volume stem>/;
+    modality, trainingDirectory - the training set (modality: one of weaknet.dataset.MODALITIES, "" until
+    chosen); modelPath - a trained model folder (with model.json).
+    The training settings are named as weaknet.config.TrainConfig's fields and hold the text typed; empty
+    means TrainConfig's default (shown as the field's placeholder), so no default is repeated here.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -108,13 +109,15 @@ class WeakNetSlicerParameterNode:
     templates: vtkMRMLSegmentationNode
     objectName: str = "Object 1"
     autosaveDirectory: pathlib.Path = pathlib.Path.home() / "WeakNet" / "sessions"
-    modality: Annotated[str, Choice(["CT", "MRI", "EM"])] = "CT"
+    modality: str = ""
     trainingDirectory: pathlib.Path = pathlib.Path.home() / "WeakNet" / "training"
-    lambdaWeight: Annotated[float, WithinRange(0.0, 1.0), Decimals(6)] = 1e-4
-    gamma: Annotated[float, WithinRange(0.01, 0.99), Decimals(2)] = 0.5
-    boundaryDistance: Annotated[float, WithinRange(0.0, 50.0), Decimals(1)] = 5.0
-    epochs: Annotated[int, WithinRange(1, 1000)] = 20
-    device: Annotated[str, Choice(["auto", "cpu", "cuda", "mps"])] = "auto"
+    lambda_: str = ""
+    gamma: str = ""
+    boundary_distance: str = ""
+    epochs: str = ""
+    steps_per_epoch: str = ""
+    patch: str = ""
+    device: str = ""
     modelPath: pathlib.Path = pathlib.Path.home() / "WeakNet" / "model"
 
 
@@ -161,6 +164,10 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyModel)
         self.ui.cancelApplyButton.connect("clicked(bool)", self.onCancelApply)
+
+        self.ui.modalityComboBox.addItems([""] + self.logic.modalities())
+        for name, placeholder in self.logic.trainingPlaceholders().items():
+            self.trainingEdit(name).placeholderText = placeholder
 
         self.processTimer = qt.QTimer()
         self.processTimer.setInterval(POLL_INTERVAL_MS)
@@ -212,6 +219,11 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def errorDisplay(self):
         """The context every action runs in: a failure is shown as one message, then re-raised."""
         return slicer.util.tryWithErrorDisplay(_("WeakNet: the action failed."), waitCursor=True)
+
+    def trainingEdit(self, name: str):
+        """The line edit of training setting ``name`` (a TrainConfig field: boundary_distance → boundaryDistance)."""
+        first, *rest = name.rstrip("_").split("_")
+        return getattr(self.ui, first + "".join(w.capitalize() for w in rest) + "LineEdit")
 
     def updateButtons(self, caller=None, event=None) -> None:
         p = self._parameterNode
@@ -282,8 +294,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         try:
             with self.errorDisplay():
-                settings = {"lambda_": p.lambdaWeight, "gamma": p.gamma, "boundary_distance": p.boundaryDistance,
-                            "epochs": p.epochs, "device": p.device}
+                settings = {name: getattr(p, name) for name in self.logic.trainingPlaceholders()}
                 run = self.logic.startTraining(p.trainingDirectory, p.modelPath, settings)
                 self.ui.trainingProgressBar.value = 0
                 self.ui.trainingStatusLabel.text = run.message
@@ -487,6 +498,21 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
             cls.trainer = TrainingController(job_factory=train_job)
         return cls.trainer
 
+    def modalities(self) -> list:
+        """The modalities a training set can hold (weaknet.dataset.MODALITIES)."""
+        self.ensureDependencies()
+        from weaknet.dataset import MODALITIES
+
+        return list(MODALITIES)
+
+    def trainingPlaceholders(self) -> dict:
+        """The training settings the panel shows, by TrainConfig field name, each with its default as text
+        ("auto": planned from the training set)."""
+        self.ensureDependencies()
+        from WeakNetSlicerLib.training import TrainingController
+
+        return TrainingController.placeholders()
+
     def addToTrainingSet(self, volumeNode, trainingDirectory, modality) -> int:
         """Add the volume's templates to the training set folder; returns the number of volumes in it."""
         return self.training().add_to_training_set(trainingDirectory, self.sessionFor(volumeNode), modality)
@@ -510,7 +536,8 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         return self.trainer is not None and self.trainer.running
 
     def startApplyModel(self, modelPath, volumeNode, gamma, device, modality):
-        """Segment the volume with a trained model in a child process (``weaknet predict``); poll with
+        """Segment the volume with a trained model in a child process (``weaknet predict``); ``gamma`` and
+        ``device`` as typed in the panel (empty: the model's γ, the automatic device). Poll with
         :meth:`pollRuns`; once done the run's ``output`` is (new segmentation node, warnings)."""
         self.ensureDependencies(training=True)
         from WeakNetSlicerLib.process import apply_model_process
@@ -519,8 +546,10 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("pick a volume first"))
         if self.isApplying():
             raise ValueError(_("a model is already being applied; cancel it first"))
-        WeakNetSlicerLogic.applyRun = apply_model_process(slicer.mrmlScene, modelPath, volumeNode, gamma=gamma,
-                                                          device=device, modality=modality)
+        typed = self.training().parse({"gamma": gamma, "device": device})  # empty: the model's γ, auto device
+        WeakNetSlicerLogic.applyRun = apply_model_process(slicer.mrmlScene, modelPath, volumeNode,
+                                                          modality=modality or None,
+                                                          **{k: v for k, v in typed.items() if v is not None})
         return self.applyRun
 
     def cancelApply(self) -> None:

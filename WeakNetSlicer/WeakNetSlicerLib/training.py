@@ -19,7 +19,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from weaknet.config import TrainConfig
-from weaknet.dataset import Case, normalize_modality, read_dataset, write_dataset
+from weaknet.dataset import MODALITIES, Case, normalize_modality, read_dataset, write_dataset
 from weaknet.errors import InputError
 from weaknet.filenames import safe_stem
 from weaknet.progress import TrainingState, state_after
@@ -54,7 +54,7 @@ class TrainingSet:
     modality: CT, MRI or EM (the model remembers it, and :func:`apply_model` warns on a mismatch).
     """
 
-    def __init__(self, folder: str | Path, name: str = "weaknet", modality: str = "CT"):
+    def __init__(self, folder: str | Path, modality: str, name: str = "weaknet"):
         self.folder = Path(folder)
         self.name = name
         self.modality = normalize_modality(modality)
@@ -101,12 +101,12 @@ class TrainingSet:
                              training=self.cases)
 
 
-def build_training_set(scene, folder: str | Path, modality: str = "CT", name: str = "weaknet") -> Path:
+def build_training_set(scene, folder: str | Path, modality: str, name: str = "weaknet") -> Path:
     """Write a training set of every annotated volume in the scene; returns the DATASET.json path.
 
     Raises :class:`InputError` when the scene has no annotated volume (no template with voxels).
     """
-    training = TrainingSet(folder, name, modality)
+    training = TrainingSet(folder, modality, name)
     skipped = []
     for volume, seg in annotated_volumes(scene):
         try:
@@ -178,10 +178,11 @@ class TrainingController:
 
     # ------------------------------------------------------------------------------------- settings
     @staticmethod
-    def defaults(names=tuple(FORM_FIELDS)) -> dict:
-        """The :class:`TrainConfig` default of each setting in ``names`` (None: planned from the dataset)."""
+    def placeholders(names=tuple(FORM_FIELDS)) -> dict[str, str]:
+        """Each setting's :class:`TrainConfig` default as a form shows it in an empty field: ``"auto"`` for a
+        planned one (None), ``D,H,W`` for a tuple."""
         defaults = TrainConfig()
-        return {name: getattr(defaults, name) for name in names}
+        return {name: shown(getattr(defaults, name)) for name in names}
 
     @staticmethod
     def settings(overrides: dict | None = None) -> TrainConfig:
@@ -230,9 +231,15 @@ class TrainingController:
 
     # --------------------------------------------------------------------------------- training set
     @staticmethod
-    def add_to_training_set(folder: str | Path, session: AnnotationSession, modality: str) -> int:
+    def add_to_training_set(folder: str | Path, session: AnnotationSession, modality: str | None) -> int:
         """Add a session's volume with all its templates to the training set in ``folder``; returns the number
-        of volumes in it."""
+        of volumes in it. ``modality`` (one of :data:`weaknet.dataset.MODALITIES`) may be left out only when the
+        set exists (it keeps its own)."""
+        existing = Path(folder) / DATASET_FILE
+        if not modality:
+            if not existing.is_file():
+                raise InputError(f"choose the modality of the training set ({', '.join(MODALITIES)})")
+            modality = read_dataset(existing).modality
         training = TrainingSet(folder, modality=modality)
         training.add_session(session)
         training.write()
@@ -323,13 +330,14 @@ class TrainingController:
             p.message = "training failed: " + str(e.get("message") or e.get("error") or "see the log")
 
     # ------------------------------------------------------------------------------------ the model
-    def apply(self, scene, model_dir: str | Path, volume_node, gamma: float | None = None, device: str = "auto",
-              modality: str | None = None):
-        """Segment a volume with a model → (segmentation node, warnings); the previous prediction made here is
-        replaced (:meth:`remove_prediction`)."""
+    def apply(self, scene, model_dir: str | Path, volume_node, gamma: float | None = None,
+              device: str | None = None, modality: str | None = None):
+        """Segment a volume with a model → (segmentation node, warnings); ``gamma`` None: the model's,
+        ``device`` None: TrainConfig's. The previous prediction made here is replaced
+        (:meth:`remove_prediction`)."""
         self.remove_prediction()
-        self.prediction, warnings = apply_model(scene, model_dir, volume_node, gamma=gamma, device=device,
-                                                modality=modality)
+        self.prediction, warnings = apply_model(scene, model_dir, volume_node, gamma=gamma,
+                                                device=device or TrainConfig().device, modality=modality)
         return self.prediction, warnings
 
     def remove_prediction(self) -> None:
@@ -338,6 +346,15 @@ class TrainingController:
         scene = node.GetScene() if node is not None else None
         if scene is not None and scene.IsNodePresent(node):
             scene.RemoveNode(node)
+
+
+def shown(value) -> str:
+    """A setting's value as a form shows it: ``"auto"`` for None (planned), ``D,H,W`` for a tuple."""
+    if value is None:
+        return "auto"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 def free_folder(folder: Path) -> Path:

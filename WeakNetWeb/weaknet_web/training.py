@@ -1,8 +1,9 @@
 """The page's training panel over WeakNetSlicerLib's :class:`TrainingController` (the desktop module's too).
 
-The form starts from :class:`weaknet.config.TrainConfig`'s defaults (``train_<field>`` for each of
-:data:`~WeakNetSlicerLib.training.FORM_FIELDS`; empty = planned from the dataset); the training set is
-``<data root>/training/``, models go to ``<data root>/models/model-<time>``; the run is polled every 0.5 s.
+The form holds the text typed for each of :data:`~WeakNetSlicerLib.training.FORM_FIELDS` (``train_<field>``);
+an empty field means :class:`weaknet.config.TrainConfig`'s default, shown as its placeholder — as in the
+desktop panel. The training set is ``<data root>/training/``, models go to ``<data root>/models/model-<time>``;
+the run is polled every 0.5 s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def form_key(name: str) -> str:
 
 
 class TrainingPanel:
-    """State it writes: ``train_<field>`` (the form), ``train_cases``, ``train_state``
+    """State it writes: ``train_<field>`` (the form, "" = default), ``train_placeholders`` (the defaults by
+    field), ``train_modality`` (None until chosen), ``train_cases``, ``train_state``
     (idle|running|done|cancelled|failed), ``train_progress`` (0–100), ``train_message``, ``loss_curve``,
     ``models`` (model folders under the data root), ``model_choice``, ``prediction_message``."""
 
@@ -36,10 +38,11 @@ class TrainingPanel:
         self.state = app.state
         self.controller = TrainingController()
         s = self.state
-        s.train_modality = MODALITIES[0]
+        s.train_modality = None
         s.train_modalities = list(MODALITIES)
-        for name, value in self.controller.defaults().items():
-            s[form_key(name)] = _shown(value)
+        s.train_placeholders = self.controller.placeholders()
+        for name in s.train_placeholders:
+            s[form_key(name)] = ""
         s.train_devices = list(self.controller.choices("device"))
         s.train_cases = self.controller.count_cases(self.folder())
         s.train_state = str(self.controller.progress.state)
@@ -55,7 +58,7 @@ class TrainingPanel:
 
     def overrides(self) -> dict:
         """The form's values as TrainConfig overrides (an empty field: the default)."""
-        return {name: self.state[form_key(name)] for name in self.controller.defaults()}
+        return {name: self.state[form_key(name)] for name in self.state.train_placeholders}
 
     def add_to_training_set(self) -> None:
         """Add the open volume with its templates (all objects) to ``<data root>/training``."""
@@ -118,8 +121,10 @@ class TrainingPanel:
         if not self.state.model_choice:
             raise InputError("no model chosen: train one first (or copy one under models/)")
         model_dir = self.app.data_root.resolve(self.state.model_choice, must_exist=True)
-        gamma = self.controller.parse({"gamma": self.state[form_key("gamma")]}).get("gamma")
-        _, warnings = self.controller.apply(self.app.slicer.scene, model_dir, session.volume_node, gamma=gamma,
+        chosen = self.controller.parse({"gamma": self.state[form_key("gamma")],
+                                        "device": self.state[form_key("device")]})
+        _, warnings = self.controller.apply(self.app.slicer.scene, model_dir, session.volume_node,
+                                            gamma=chosen["gamma"], device=chosen["device"],
                                             modality=self.state.train_modality)
         message = f"model {self.state.model_choice} applied (green)"
         self.state.prediction_message = "; ".join([message] + warnings)
@@ -128,11 +133,3 @@ class TrainingPanel:
     def remove_prediction(self) -> None:
         self.controller.remove_prediction()
 
-
-def _shown(value) -> str:
-    """A default as the form shows it: empty for None (planned), ``D,H,W`` for a tuple."""
-    if value is None:
-        return ""
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)

@@ -133,10 +133,11 @@ def _training_panel(ctrl) -> None:
             with v.VCol(cols=4):
                 if name == "device":
                     v.VCombobox(v_model=(form_key(name),), items=("train_devices",), label=label,
+                                placeholder=(f"train_placeholders.{name}",), persistent_placeholder=True,
                                 density="compact", hide_details=True)
                 else:
-                    v.VTextField(v_model=(form_key(name),), label=label, placeholder="auto", density="compact",
-                                 hide_details=True, persistent_placeholder=True)
+                    v.VTextField(v_model=(form_key(name),), label=label, placeholder=(f"train_placeholders.{name}",),
+                                 persistent_placeholder=True, density="compact", hide_details=True)
     with html.Div(classes="d-flex ga-1 my-1"):
         v.VBtn("Train", click=ctrl.start_training, size="small", color="primary",
                disabled=("train_state === 'running'",), raw_attrs=['data-testid="train"'])
