@@ -64,7 +64,8 @@ def test_fcsv_ras_with_or_without_header(tmp_path, header):
 def test_fcsv_lps_header(tmp_path):
     rows = "".join(f"{i},{x!r},{y!r},{z!r},0,0,0,1,1,1,0,F-{i},,\n" for i, (x, y, z) in enumerate(LPS.tolist()))
     path = tmp_path / "p.fcsv"
-    path.write_text("# Markups fiducial file version = 4.11\n# CoordinateSystem = LPS\n" + COLUMNS + rows, encoding="utf-8")
+    path.write_text("# Markups fiducial file version = 4.11\n# CoordinateSystem = LPS\n" + COLUMNS + rows,
+                    encoding="utf-8")
     assert np.allclose(read_points(path), LPS)
 
 

@@ -144,7 +144,7 @@ def test_parameter_node_bindings_match_widget_classes(tree, ui):
     params = {a.target.id: ast.unparse(a.annotation) for a in _class(tree, "WeakNetSlicerParameterNode").body
               if isinstance(a, ast.AnnAssign)}
     bound = {}
-    for name, w in ui.items():
+    for w in ui.values():
         p = w.find("./property[@name='SlicerParameterName']/string")
         if p is not None:
             assert p.text not in bound, f"parameter {p.text} bound twice"

@@ -4,7 +4,6 @@ command line, and bad input (clear one-line errors, nothing lost)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from train_helpers import one_thread, phantom_dataset, tiny_config  # noqa: F401
 from weaknet.checkpoint import CHECKPOINT, LOG, MODEL_JSON, WEIGHTS, ModelError
 from weaknet.cli import main
 from weaknet.dataset import read_dataset
-from weaknet.errors import GeometryError, InputError
+from weaknet.errors import InputError
 from weaknet.phantoms import make_phantom
 from weaknet.predict import predict_volume
 from weaknet.train import train
@@ -73,7 +72,8 @@ def test_resume_after_interrupt_reaches_the_same_weights(tmp_path):
     full = train(ds, tmp_path / "full", cfg, show_progress=False)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of epoch 3
         train(ds, tmp_path / "cut", cfg, progress=_interrupt_at(3, 2), show_progress=False)
-    assert json.loads((tmp_path / "cut" / MODEL_JSON).read_text(encoding="utf-8"))["epochs_done"] == 2  # only epoch 3 lost
+    done = json.loads((tmp_path / "cut" / MODEL_JSON).read_text(encoding="utf-8"))["epochs_done"]
+    assert done == 2  # only epoch 3 lost
     with pytest.raises(InputError, match="--resume"):  # not resuming would overwrite: refused
         train(ds, tmp_path / "cut", cfg, show_progress=False)
     train(ds, tmp_path / "cut", cfg, resume=True, show_progress=False)

@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 
-from weaknet.config import TrainConfig
+from weaknet.config import TrainConfig, parse_setting
 from weaknet.dataset import MODALITIES, Case, normalize_modality, read_dataset, write_dataset
 from weaknet.errors import InputError
 from weaknet.filenames import safe_stem
@@ -187,47 +187,16 @@ class TrainingController:
     @staticmethod
     def settings(overrides: dict | None = None) -> TrainConfig:
         """:class:`TrainConfig` defaults with the non-None ``overrides`` applied, validated (InputError for an
-        unknown name or a value out of bounds)."""
-        overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-        unknown = sorted(set(overrides) - {f.name for f in fields(TrainConfig)})
-        if unknown:
-            raise InputError(f"unknown training setting(s): {', '.join(unknown)}")
-        config = TrainConfig(**overrides)
+        unknown name or a value out of the command line's bounds)."""
+        config = TrainConfig().with_overrides(**(overrides or {}))
         config.validate()
         return config
 
     @staticmethod
-    def choices(name: str) -> tuple:
-        """The values a front end offers for setting ``name`` (its TrainConfig metadata), or () for any."""
-        field_ = {f.name: f for f in fields(TrainConfig)}.get(name)
-        return tuple((field_.metadata.get("choices") if field_ is not None else None) or ())
-
-    @staticmethod
     def parse(values: dict) -> dict:
-        """A form's values (text or numbers, by TrainConfig field name) → typed overrides; an empty field
-        (or "auto" for a planned one) is None: the default. InputError names the field that does not parse."""
-        defaults = TrainConfig()
-        out = {}
-        for name, raw in values.items():
-            text = "" if raw is None else str(raw).strip()
-            default = getattr(defaults, name)
-            if text == "" or (default is None and text.lower() == "auto"):
-                out[name] = None
-                continue
-            kind = type(default) if default is not None else float
-            try:
-                if kind is tuple:
-                    parts = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
-                    out[name] = tuple(parts * 3 if len(parts) == 1 else parts)
-                elif kind is int:
-                    out[name] = int(text)
-                elif kind is float:
-                    out[name] = float(text)
-                else:
-                    out[name] = text
-            except ValueError:
-                raise InputError(f"{name}: {text!r} is not a {kind.__name__}") from None
-        return out
+        """A form's values (text or numbers, by TrainConfig field name) → typed overrides with the command
+        line's bounds (:func:`weaknet.config.parse_setting`); an empty field or "auto" is None: the default."""
+        return {name: parse_setting(name, "" if raw is None else raw) for name, raw in values.items()}
 
     # --------------------------------------------------------------------------------- training set
     @staticmethod

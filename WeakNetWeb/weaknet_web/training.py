@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from weaknet.config import DEVICES
 from weaknet.dataset import MODALITIES
 from weaknet.errors import InputError
 
@@ -43,7 +44,7 @@ class TrainingPanel:
         s.train_placeholders = self.controller.placeholders()
         for name in s.train_placeholders:
             s[form_key(name)] = ""
-        s.train_devices = list(self.controller.choices("device"))
+        s.train_devices = list(DEVICES)
         s.train_cases = self.controller.count_cases(self.folder())
         s.train_state = str(self.controller.progress.state)
         s.train_progress = 0

@@ -44,7 +44,8 @@ def run(args) -> int:
             train = train.with_overrides(lambda_=args.lambda_)
         cfg = ExperimentConfig(points=[args.points], slices=[1], n_test=args.test, ablation=True, seed=args.seed,
                                train=train)
-        exp = run_experiment(ds, args.output / name, cfg, progress=lambda m: print(f"[{name}] {m}", flush=True),
+        exp = run_experiment(ds, args.output / name, cfg,
+                             progress=lambda m, name=name: print(f"[{name}] {m}", flush=True),
                              show_training=False, overlays=False, title=f"family {name}")
         rows = exp.rows
         plan = next(iter(exp.models.values()), {}).get("plan", [])

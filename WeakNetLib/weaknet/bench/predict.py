@@ -48,12 +48,12 @@ def _worker(kind: str, model_dir: str, size: int, device: str, out) -> None:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     if kind == "weaknet":
-        mask, _ = predict_volume(m, vol)
+        predict_volume(m, vol)
     else:  # the plain MONAI recipe: normalise, sliding windows of logits, argmax
         x = torch.from_numpy(m.normalization.apply(vol.array))[None, None].to(m.device)
         with torch.inference_mode(), autocast(m.device):
             logits = sliding_window_inference(x, m.patch, 2, m.core, overlap=m.overlap, mode="gaussian")
-        mask = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
     if m.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

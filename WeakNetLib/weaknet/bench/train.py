@@ -88,7 +88,8 @@ def run(args) -> int:
             t_mine = min(t_mine, _weaknet(cfg, args.steps, warmup, Path(tmp)))
         t_plain = min(t_plain, _plain_loop(cfg, device, args.steps, warmup))
     print(f"training throughput: {device.type}, nets base {args.base_channels} depth {args.depth}, batch "
-          f"{args.batch_size} x {args.patch}^3, {args.steps} timed steps, AMP {cfg.amp and device.type == 'cuda'}, best of {args.repeats}")
+          f"{args.batch_size} x {args.patch}^3, {args.steps} timed steps, AMP {cfg.amp and device.type == 'cuda'}, "
+          f"best of {args.repeats}")
     print(f"{'loop':<22}{'s/step':>10}{'Mvoxel/s':>12}{'ratio':>8}")
     for name, t in (("plain PyTorch loop", t_plain), ("weaknet train", t_mine)):
         print(f"{name:<22}{t / args.steps:>10.3f}{voxels / t / 1e6:>12.3f}{t_plain / t:>8.2f}")
