@@ -59,7 +59,8 @@ class TrainConfig:
 
     supervision: str = _f("weak", "weak: templates/points; slices: annotated 2-D slices only; full: masks",
                           choices=SUPERVISIONS)
-    lambda_: float = _f(0.1, "weight λ of the scale-free reconstruction term (see weaknet.loss)", 0.0, 1e3,
+    lambda_: float = _f(0.0, "weight λ of the scale-free reconstruction term (see weaknet.loss; 0 = CE on the "
+                                  "templates only, the measured default)", 0.0, 1e3,
                         flag="lambda")
     gamma: float = _f(0.5, "threshold on the foreground probability at prediction", 0.01, 0.99)
     boundary_distance: float = _f(5.0, "d, mm: the reconstruction weight W is high within d of the template "
@@ -80,7 +81,7 @@ class TrainConfig:
     depth: int | None = _f(None, "U-Net levels", 2, 7, planned=True)
     res_units: int = _f(1, "residual units per U-Net block", 0, 8)
     norm: str = _f("instance", "normalisation layer of the U-Nets", choices=NORMS)
-    learning_rate: float = _f(3e-3, "Adam learning rate (poly decay over the epochs)", 0.0, 10.0)
+    learning_rate: float = _f(1e-2, "Adam learning rate (poly decay over the epochs)", 0.0, 10.0)
     weight_decay: float = _f(1e-5, "Adam weight decay", 0.0, 1.0)
     foreground_fraction: float = _f(0.5, "share of patches centred on the object", 0.0, 1.0)
     augment: bool = _f(True, "spatial and intensity augmentation (see weaknet.augment)")
