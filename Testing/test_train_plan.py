@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 from train_helpers import one_thread, phantom_dataset  # noqa: F401  (fixture)
 
 from weaknet.checkpoint import MODEL_JSON

@@ -66,8 +66,9 @@ def test_reconstruction_term_moves_the_boundary_onto_the_edge(offset_set, tmp_pa
     template_iou = np.mean([iou(tpl, lab) for _, lab, tpl in truth])
     plain_truth, plain_template = _train_and_score(dataset, truth, tmp_path / "lambda0", 0.0)
     weak_truth, weak_template = _train_and_score(dataset, truth, tmp_path / "weak", LAMBDA)
-    print(f"IoU with truth: template {template_iou:.3f}, lambda=0 {plain_truth:.3f}, lambda={LAMBDA:g} {weak_truth:.3f}; "
-          f"IoU with template: lambda=0 {plain_template:.3f}, lambda={LAMBDA:g} {weak_template:.3f}")
+    print(f"IoU with truth: template {template_iou:.3f}, lambda=0 {plain_truth:.3f}, "
+          f"lambda={LAMBDA:g} {weak_truth:.3f}; IoU with template: lambda=0 {plain_template:.3f}, "
+          f"lambda={LAMBDA:g} {weak_template:.3f}")
     # λ > 0: the boundary moves onto the real edge, beyond what CE with augmentation reaches
     assert weak_truth > template_iou + 0.2 and weak_truth > plain_truth + 0.03
     assert weak_truth > weak_template and plain_truth > template_iou
