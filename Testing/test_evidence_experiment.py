@@ -34,8 +34,8 @@ def test_experiment_cli_end_to_end(tmp_path, capsys):
                       seed=3)
     out = tmp_path / "exp"
     rc = main(["experiment", "--dataset", str(data / "DATASET.json"), "--output", str(out), "--points", "25",
-               "--slices", "1", "--test", "2", "--no-full", "--seed", "0", "--epochs", "6", "--steps", "25",
-               "--patch", "16,24,24", "--base-channels", "8", "--depth", "3", "--lr", "0.01",
+               "--slices", "1", "--test", "2", "--no-full", "--seed", "0", "--epochs", "6", "--steps-per-epoch", "25",
+               "--patch", "16,24,24", "--base-channels", "8", "--depth", "3", "--learning-rate", "0.01",
                "--lambda", "1e-5", "--boundary-distance", "2", "--device", "cpu"])
     assert rc == 0
     text = capsys.readouterr().out
@@ -99,7 +99,8 @@ def test_only_finished_models_with_the_same_settings_are_reused(tmp_path):
     assert not _finished(model, cfg)
     model.mkdir()
     (model / "model.safetensors").write_bytes(b"x")
-    for done, other, expected in ((2, {}, False), (3, {"lambda_": 0.0}, False), (3, {}, True)):
-        info = {"epochs_done": done, "config": {**json.loads(json.dumps(cfg.to_dict())), **other}}
+    for done, other, expected in ((2, {}, False), (3, {"lambda_": 0.5}, False), (3, {}, True)):
+        requested = {**json.loads(json.dumps(cfg.to_dict())), **other}
+        info = {"epochs_done": done, "config": {**requested, "steps_per_epoch": 9}, "requested": requested}
         (model / "model.json").write_text(json.dumps(info))
         assert _finished(model, cfg) is expected

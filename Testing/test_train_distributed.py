@@ -25,7 +25,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "weaknet",
            "train", "--dataset", str(ds), "--output", str(out), "--epochs", "1", "--steps-per-epoch", "3",
-           "--patch", "16", "--depth", "2", "--base-channels", "4", "--device", "cpu"]
+           "--patch", "16", "--depth", "2", "--base-channels", "4", "--lambda", "1", "--device", "cpu"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr[-2000:]
     info = json.loads((out / MODEL_JSON).read_text(encoding="utf-8"))

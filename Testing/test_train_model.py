@@ -15,6 +15,7 @@ from weaknet.cli import main
 from weaknet.dataset import read_dataset
 from weaknet.errors import InputError
 from weaknet.phantoms import make_phantom
+from weaknet.postprocess import apply as apply_postprocess
 from weaknet.predict import predict_volume
 from weaknet.train import train
 from weaknet.volume import Volume, read_volume, write_volume
@@ -46,12 +47,14 @@ def test_round_trip_keeps_oblique_anisotropic_geometry(tmp_path):
         np.testing.assert_allclose(v.geometry.origin, ph.image.geometry.origin, atol=1e-5)
         np.testing.assert_allclose(v.geometry.direction, ph.image.geometry.direction, atol=1e-6)
     assert set(np.unique(mask.array)) <= {0, 1} and 0 <= prob.array.min() <= prob.array.max() <= 1
-    np.testing.assert_array_equal(mask.array, (prob.array >= 0.5).astype(np.uint8))
+    post = info["config"]["postprocess"]  # planned: largest component (every target is one object)
+    assert post == "largest"
+    np.testing.assert_array_equal(mask.array, apply_postprocess(prob.array >= 0.5, post))
     # smaller than the 16³ patch along k: padded, not a crash; gamma override honoured
     small = Volume(ph.image.array[:5, :9], ph.image.geometry.__class__.create(
         (30, 9, 5), ph.image.geometry.spacing, ph.image.geometry.origin, ph.image.geometry.direction_matrix))
     m2, p2 = predict_volume(model, small, gamma=0.9, device="cpu")
-    assert m2.array.shape == (5, 9, 30) and np.array_equal(m2.array, (p2.array >= 0.9).astype(np.uint8))
+    assert m2.array.shape == (5, 9, 30) and np.array_equal(m2.array, apply_postprocess(p2.array >= 0.9, post))
     # a folder of images -> a folder of masks under the same names
     assert main(["predict", "--model", str(model), "--image", str(tmp_path / "data"), "--output",
                  str(tmp_path / "masks"), "--device", "cpu"]) == 0
@@ -68,7 +71,7 @@ def _interrupt_at(epoch: int, step: int):
 
 def test_resume_after_interrupt_reaches_the_same_weights(tmp_path):
     ds = phantom_dataset(tmp_path / "data", n=2, kind="weak", dilate=1)
-    cfg = tiny_config(epochs=3, steps_per_epoch=3)
+    cfg = tiny_config(epochs=3, steps_per_epoch=3, lambda_=1.0)  # with the reconstruction net
     full = train(ds, tmp_path / "full", cfg, show_progress=False)
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C in the middle of epoch 3
         train(ds, tmp_path / "cut", cfg, progress=_interrupt_at(3, 2), show_progress=False)
