@@ -162,3 +162,18 @@ def test_tube_template_warm_start_follows_cold(hippocampus):
     scratch = ActiveSurface().fit(pts[:50])
     scratch_iou = iou(rasterize_mesh(scratch.vertices, scratch.faces, label.geometry), label.array)
     assert warm_iou > scratch_iou - 0.03 and check_mesh(surface.vertices, surface.faces).ok, (warm_iou, scratch_iou)
+
+
+def test_sheet_rest_shape_follows_a_folded_sheet():
+    """On a thin folded plate the folded-sheet rest shape is chosen and beats the ellipsoid widely."""
+    from weaknet.phantoms import make_label
+
+    label = make_label("sheet", (64, 64, 64), (1.0, 1.0, 1.0), seed=0, oblique=True)
+    pts = sample_surface_points(label.array, label.geometry, 50)
+    score = {}
+    for name, options in (("default", {}), ("ellipsoid", {"bend": False, "tube": False, "sheet": False})):
+        surface = ActiveSurface(**options).fit(pts)
+        assert check_mesh(surface.vertices, surface.faces).ok, name
+        score[name] = iou(rasterize_mesh(surface.vertices, surface.faces, label.geometry), label.array)
+        assert surface._kind == ("sheet" if name == "default" else "ellipsoid")
+    assert score["default"] > score["ellipsoid"] + 0.1, score

@@ -211,6 +211,44 @@ def tube_template(points: np.ndarray, unit: np.ndarray, normal_hint: np.ndarray 
     return pos + section[:, :1] * f1 + section[:, 1:] * f2, normal, line
 
 
+def sheet_template(points: np.ndarray, unit: np.ndarray, degree: int = 4) -> np.ndarray:
+    """Unit-sphere vertices mapped onto a folded plate (thin, folded sheets), (V, 3) LPS mm.
+
+    Frame: the points' principal axes, e3 the sheet normal. Outline: the ellipse of radii 2σ along e1, e2
+    (points spread evenly over both faces of a plate). Mid-surface: h(x, y), a Legendre polynomial of
+    total ``degree`` least-squares fitted to the points' heights (both faces, so the middle). Half
+    thickness t: the points' mean distance from h (away from the rim), measured along h's normal; each
+    face is flat up to a rounded rim (height offset t·sign(u₃)|u₃|^½·√(1 + |∇h|²)).
+    """
+    centre = points.mean(axis=0)
+    _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
+    e1, e2 = vt[0], vt[1]
+    e3 = np.cross(e1, e2)
+    q = points - centre
+    x, y, z = q @ e1, q @ e2, q @ e3
+    rx, ry = 2 * x.std(), 2 * y.std()
+    terms = [(i, j) for i in range(degree + 1) for j in range(degree + 1 - i)]
+
+    def height(u, v):
+        """h at in-plane (u, v) in units of the outline radii: (M,), and its design matrix (M, T)."""
+        lu = np.polynomial.legendre.legvander(np.clip(u, -1.2, 1.2), degree)
+        lv = np.polynomial.legendre.legvander(np.clip(v, -1.2, 1.2), degree)
+        return np.stack([lu[:, i] * lv[:, j] for i, j in terms], axis=1)
+
+    design = height(x / rx, y / ry)
+    coef = np.linalg.solve(design.T @ design + 1e-2 * len(x) * np.eye(len(terms)), design.T @ z)
+    slope = lambda u, v, h0: np.hypot(  # noqa: E731  (mm per mm, by central differences)
+        (height(u + 1e-3, v) @ coef - h0) / (1e-3 * rx), (height(u, v + 1e-3) @ coef - h0) / (1e-3 * ry))
+    h_pts = design @ coef
+    rim = (x / rx) ** 2 + (y / ry) ** 2 < 0.64
+    thick = np.abs(z - h_pts) / np.sqrt(1 + slope(x / rx, y / ry, h_pts) ** 2)
+    t = float(np.mean(thick[rim])) if rim.sum() >= 4 else float(np.mean(thick))
+    u0, u1, u2 = unit.T
+    h = height(u0, u1) @ coef
+    offset = t * np.sign(u2) * np.sqrt(np.abs(u2)) * np.sqrt(1 + slope(u0, u1, h) ** 2)
+    return centre + np.outer(rx * u0, e1) + np.outer(ry * u1, e2) + np.outer(h + offset, e3)
+
+
 def _line_frames(line: np.ndarray, normal: np.ndarray):
     """Arc length (M,) and frame (M, 3) ×3 — tangent, n1 = n2 × tangent, n2 = ``normal`` made
     perpendicular to the tangent — of a polyline (M, 3)."""
@@ -305,7 +343,7 @@ class ActiveSurface:
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
                  pull: float = 8.0, normal_pull: float = 0.1, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
-                 passes: int = 2, tube: bool = True) -> None:
+                 passes: int = 2, tube: bool = True, sheet: bool = True) -> None:
         self.unit, self.faces, self._solvers, self._incidence = _operators(
             int(subdivisions), float(alpha), float(beta), tuple(float(t) for t in taus))
         self.iterations = iterations
@@ -317,6 +355,7 @@ class ActiveSurface:
         self.max_update_rounds = max_update_rounds
         self.bend = bend
         self.tube = tube
+        self.sheet = sheet
         self.passes = passes
         self.template: np.ndarray | None = None  # the rest shape fitted to the points (ellipsoid or bent)
         self.rest: np.ndarray | None = None  # the regularisation target: template, then the previous pass
@@ -389,11 +428,13 @@ class ActiveSurface:
         Kinds: 'ellipsoid'; 'bent' (:func:`bent_template`) when its symmetric mean distance to the points
         (points → nearest vertex + vertices → nearest point) is ≥ 15 % smaller than the ellipsoid's;
         'tube' (:func:`tube_template`, its centre line kept in ``_line`` to warm-start the next one) when
-        it is ≥ 15 % closer than both and does not intersect itself.
+        it is ≥ 15 % closer than both; 'sheet' (:func:`sheet_template`) when ≥ 15 % closer than all
+        three. A tube or sheet newly chosen must not intersect itself (else the next best).
         ``keep``: the current kind, which needs to be only 5 % closer (hysteresis between clicks);
         ``only``: build that kind without comparing (the ellipsoid when it cannot be built).
         """
-        allowed = ("ellipsoid",) + (("bent",) if self.bend else ()) + (("tube",) if self.tube else ())
+        allowed = ("ellipsoid",) + (("bent",) if self.bend else ()) + (("tube",) if self.tube else ()) + (
+            ("sheet",) if self.sheet else ())
         if only is not None:
             allowed = (only,)
         shapes, line = {}, None
@@ -404,9 +445,11 @@ class ActiveSurface:
                 bent = bent_template(pts, self.unit, normal_hint)
                 if bent is not None:
                     shapes[kind] = bent
-            else:
+            elif kind == "tube":
                 warm = self._line if keep == "tube" else None
                 *shapes[kind], line = tube_template(pts, self.unit, normal_hint, warm)
+            else:
+                shapes[kind] = (sheet_template(pts, self.unit), None)
         if only is not None:
             best = only if only in shapes else "ellipsoid"
             if best not in shapes:
@@ -415,13 +458,16 @@ class ActiveSurface:
             tree = cKDTree(pts)
             residual = {k: cKDTree(v).query(pts)[0].mean() + tree.query(v)[0].mean()
                         for k, (v, _) in shapes.items()}
-            best = "ellipsoid"
-            for kind in ("bent", "tube"):  # each must beat the simpler kinds clearly (less so to stay chosen)
-                if kind in residual and residual[kind] < (0.95 if kind == keep else 0.85) * residual[best]:
-                    if kind != keep and kind == "tube" and len(mesh.self_intersections(shapes[kind][0],
-                                                                                      self.faces)):
-                        continue
-                    best = kind
+            while True:
+                best = "ellipsoid"
+                for kind in ("bent", "tube", "sheet"):  # each must beat the simpler ones clearly (less to stay)
+                    if kind in residual and residual[kind] < (0.95 if kind == keep else 0.85) * residual[best]:
+                        best = kind
+                # a newly chosen tube or sheet must not intersect itself (checked for the winner only)
+                if best in ("ellipsoid", "bent", keep) or not len(mesh.self_intersections(shapes[best][0],
+                                                                                          self.faces)):
+                    break
+                del residual[best]
         if best == "tube":
             self._line = line
         return (*shapes[best], best)

@@ -183,8 +183,9 @@ def run(args) -> int:
 ABLATIONS = {
     "default": {},
     "no tube rest shape (bent ellipsoid at best)": {"tube": False},
-    "no bent rest shape (one ellipsoid or tube)": {"bend": False},
-    "no bent, no tube (one ellipsoid)": {"bend": False, "tube": False},
+    "no bent rest shape": {"bend": False},
+    "no sheet rest shape": {"sheet": False},
+    "ellipsoid rest shape only": {"bend": False, "tube": False, "sheet": False},
     "no vertex→point normal forces": {"normal_pull": 0.0},
     "one stiffness level (no coarse-to-fine)": {"taus": (2.0,)},
     "membrane only (β = 0)": {"beta": 0.0},
