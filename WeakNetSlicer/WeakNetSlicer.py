@@ -491,11 +491,10 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     def training(cls):
         """The training controller of this Slicer process (WeakNetSlicerLib.training, shared with the web)."""
         cls.ensureDependencies(training=True)
-        from WeakNetSlicerLib.process import train_job
         from WeakNetSlicerLib.training import TrainingController
 
         if cls.trainer is None:  # training runs as `PythonSlicer -m weaknet train` (WeakNetSlicerLib.process)
-            cls.trainer = TrainingController(job_factory=train_job)
+            cls.trainer = TrainingController()
         return cls.trainer
 
     def modalities(self) -> list:

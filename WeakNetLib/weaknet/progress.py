@@ -40,3 +40,14 @@ def state_after(state: TrainingState, event: dict) -> TrainingState:
     if state.finished:
         return state
     return _ENDS.get(str(event.get("event")), state)
+
+
+def total_steps(start: dict) -> int:
+    """The steps a run will make, from its ``start`` event: epochs × steps per epoch (training), or images
+    (prediction)."""
+    return max(1, int(start.get("epochs") or 1) * int(start.get("steps_per_epoch") or start.get("images") or 1))
+
+
+def steps_done(step: dict) -> int:
+    """The steps made once a ``step`` event's step ended: (epoch − 1) × steps + step."""
+    return (int(step.get("epoch") or 1) - 1) * int(step.get("steps") or 1) + int(step.get("step") or 0)

@@ -39,7 +39,7 @@ import weaknet
 from weaknet.config import TrainConfig
 from weaknet.dataset import read_dataset
 from weaknet.errors import InputError
-from weaknet.progress import TrainingState
+from weaknet.progress import TrainingState, steps_done, total_steps
 from weaknet.progress_lines import parse_line
 
 WEAKNET = ("-m", "weaknet")
@@ -189,10 +189,9 @@ class ProcessRun:
         """Progress of any command: ``start`` gives the total (epochs × steps, or images), each ``step`` one."""
         kind = e.get("event")
         if kind == "start":
-            self._total = max(1, int(e.get("epochs") or 1) * int(e.get("steps_per_epoch") or e.get("images") or 1))
+            self._total = total_steps(e)
         elif kind == "step":
-            done = (int(e.get("epoch", 1)) - 1) * int(e.get("steps", 1)) + int(e.get("step", 0))
-            self.fraction = min(1.0, done / max(1, self._total or int(e.get("steps", 1))))
+            self.fraction = min(1.0, steps_done(e) / max(1, self._total or int(e.get("steps") or 1)))
             self.message = f"{round(100 * self.fraction)} %" + (f": loss {e['loss']:.4g}" if "loss" in e else "")
         elif kind == "warning":
             self.message = f"warning: {e.get('message', '')}"

@@ -22,7 +22,7 @@ from weaknet.config import TrainConfig, parse_setting
 from weaknet.dataset import MODALITIES, Case, normalize_modality, read_dataset, write_dataset
 from weaknet.errors import InputError
 from weaknet.filenames import safe_stem
-from weaknet.progress import TrainingState, state_after
+from weaknet.progress import TrainingState, state_after, steps_done, total_steps
 from weaknet.volume import Volume, write_volume
 
 from . import nodes
@@ -120,8 +120,8 @@ def build_training_set(scene, folder: str | Path, modality: str, name: str = "we
 
 
 class TrainingJobLike(Protocol):
-    """What the controller needs of a training run: :class:`weaknet.background.TrainingJob` (a spawned
-    process) or an out-of-process runner reading ``weaknet train --progress-lines`` output. ``poll`` never
+    """What the controller needs of a training run: :class:`WeakNetSlicerLib.process.ProcessRun` (``weaknet
+    train --progress-lines`` in a child process) or :class:`weaknet.background.TrainingJob`. ``poll`` never
     blocks and returns the progress events (dicts, see :mod:`weaknet.progress`) that arrived since the last
     call; ``state`` follows :func:`weaknet.progress.state_after`; ``error`` says why a failed run failed."""
 
@@ -136,13 +136,6 @@ class TrainingJobLike(Protocol):
 
 
 JobFactory = Callable[[Path, Path, TrainConfig], TrainingJobLike]
-
-
-def background_job(dataset: Path, output_dir: Path, config: TrainConfig) -> TrainingJobLike:
-    """The default runner: a spawned child process (:class:`weaknet.background.TrainingJob`)."""
-    from weaknet.background import TrainingJob
-
-    return TrainingJob(dataset, output_dir, config)
 
 
 @dataclass
@@ -166,10 +159,14 @@ class TrainingController:
     overrides), the training set, one run at a time (start, :meth:`poll` from a GUI timer, cancel), and
     applying a model to a volume (the result imported as a segment).
 
-    ``job_factory(dataset, output_dir, config)`` makes the run (default :func:`background_job`).
+    ``job_factory(dataset, output_dir, config)`` makes the run; the default,
+    :func:`WeakNetSlicerLib.process.train_job`, runs ``python -m weaknet train --progress-lines`` as a child
+    process — in desktop Slicer (PythonSlicer), in the web app and headless alike.
     """
 
-    def __init__(self, job_factory: JobFactory = background_job):
+    def __init__(self, job_factory: JobFactory | None = None):
+        if job_factory is None:
+            from .process import train_job as job_factory
         self.job_factory = job_factory
         self.job: TrainingJobLike | None = None
         self.progress = TrainingProgress()
@@ -275,11 +272,10 @@ class TrainingController:
         p, kind = self.progress, e.get("event")
         p.state = state_after(p.state, e)
         if kind == "start":
-            self._total_steps = max(1, int(e.get("epochs") or 1) * int(e.get("steps_per_epoch") or 1))
+            self._total_steps = total_steps(e)
             p.message = f"training: {e.get('epochs')} epochs of {e.get('steps_per_epoch')} steps"
         elif kind == "step" and self._total_steps:
-            done = (int(e.get("epoch", 1)) - 1) * int(e.get("steps", 1)) + int(e.get("step", 0))
-            p.fraction = min(1.0, done / self._total_steps)
+            p.fraction = min(1.0, steps_done(e) / self._total_steps)
             if "loss" in e:
                 p.losses.append(float(e["loss"]))
             p.message = f"epoch {e.get('epoch')} step {e.get('step')}/{e.get('steps')}: loss {e.get('loss', 0):.4g}"
