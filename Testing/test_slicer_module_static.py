@@ -244,3 +244,20 @@ def test_nothing_pip_installs_vtk_or_simpleitk_into_slicer():
 def _prop(widget: ET.Element, name: str) -> str | None:
     p = widget.find(f"./property[@name='{name}']/*")
     return None if p is None else p.text
+
+
+SLICE_VIEW_KEYS = set("bfgrtvV") | {"Up", "Down", "Left", "Right", "[", "]", "{", "}", "Delete", "BackSpace"}
+"""Keys Slicer's views already use (vtkMRMLSliceIntersectionWidget.cxx, vtkSlicerMarkupsWidget.cxx at v5.10.0;
+Delete/BackSpace delete the point under the mouse)."""
+
+
+def test_keyboard_shortcuts_are_unique_and_leave_slicers_keys_alone(ui):
+    shortcuts = {name: _prop(w, "shortcut") for name, w in ui.items() if _prop(w, "shortcut")}
+    assert shortcuts == {"placeButton": "P", "undoButton": "Z", "redoButton": "Y", "deletePointButton": "D",
+                         "addObjectButton": "N"}
+    assert len(set(shortcuts.values())) == len(shortcuts) and not set(shortcuts.values()) & SLICE_VIEW_KEYS
+    assert not [k for k in shortcuts.values() if "Ctrl" in k], "Ctrl+… belong to Slicer's main window"
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    for name, key in shortcuts.items():
+        assert re.search(rf'self\.ui\.{name}\.connect\("(clicked|toggled)', source), name
+        assert f"(key: {key})" in _prop(ui[name], "toolTip"), f"{name}'s tooltip does not say its key"

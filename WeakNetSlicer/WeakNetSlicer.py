@@ -158,7 +158,18 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.addObjectButton.connect("clicked(bool)", self.onAddObject)
         self.ui.placeButton.connect("toggled(bool)", self.onPlaceToggled)
         self.ui.undoButton.connect("clicked(bool)", self.onUndoPoint)
+        self.ui.redoButton.connect("clicked(bool)", self.onRedoPoint)
+        self.ui.deletePointButton.connect("clicked(bool)", self.onDeletePoint)
         self.ui.clearButton.connect("clicked(bool)", self.onClearPoints)
+        # the current object's points: selecting a row jumps the slice views to it (Slicer's own list widget)
+        self.pointList = slicer.qSlicerSimpleMarkupsWidget()
+        self.pointList.setMRMLScene(slicer.mrmlScene)
+        self.pointList.nodeSelectorVisible = False
+        self.pointList.optionsVisible = False
+        self.pointList.enterPlaceModeOnNodeChange = False
+        self.pointList.jumpToSliceEnabled = True
+        self.pointList.markupsPlaceWidget().setVisible(False)  # placing is the panel's own button (key P)
+        self.ui.annotateCollapsibleButton.layout().addRow(self.pointList)
         self.ui.addToTrainingSetButton.connect("clicked(bool)", self.onAddToTrainingSet)
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
         self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
@@ -232,7 +243,10 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.addObjectButton.enabled = hasVolume
         self.ui.placeButton.enabled = hasPoints
         self.ui.undoButton.enabled = hasPoints
+        self.ui.redoButton.enabled = hasPoints
+        self.ui.deletePointButton.enabled = hasPoints
         self.ui.clearButton.enabled = hasPoints
+        self.pointList.setCurrentNode(p.points if hasPoints else None)
         self.ui.addToTrainingSetButton.enabled = hasVolume
         training, applying = self.logic.isTraining(), self.logic.isApplying()
         self.ui.trainButton.enabled = not training
@@ -279,6 +293,16 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onUndoPoint(self) -> None:
         with self.errorDisplay():
             self.logic.undo(self._parameterNode.points)
+
+    def onRedoPoint(self) -> None:
+        with self.errorDisplay():
+            self.logic.redo(self._parameterNode.points)
+
+    def onDeletePoint(self) -> None:
+        """Delete the point selected in the list (else the last one); undoable."""
+        row = self.pointList.tableWidget().currentRow()
+        with self.errorDisplay():
+            self.logic.deletePoint(self._parameterNode.points, row if row >= 0 else None)
 
     def onClearPoints(self) -> None:
         with self.errorDisplay():
@@ -472,6 +496,15 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     def redo(self, markupsNode) -> None:
         self._select(markupsNode)
         self.controller.redo()
+
+    def deletePoint(self, markupsNode, index=None) -> None:
+        """Remove control point ``index`` (default: the last) of the object's points (an undoable edit)."""
+        self._select(markupsNode)
+        count = markupsNode.GetNumberOfControlPoints()
+        index = count - 1 if index is None else int(index)
+        if not 0 <= index < count:
+            raise ValueError(_("no point {number} to delete").format(number=index + 1))
+        markupsNode.RemoveNthControlPoint(index)
 
     def clearPoints(self, markupsNode) -> None:
         self._select(markupsNode)
