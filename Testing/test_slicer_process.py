@@ -167,3 +167,45 @@ def test_apply_model_out_of_process_to_a_volume_node(trained, tmp_path):
     reference, _ = apply_model(core.scene, run.output, volume, gamma=0.5, device="cpu")
     got = nodes.segment_mask(seg, "weaknet_prediction", volume)
     assert np.array_equal(got, nodes.segment_mask(reference, "weaknet_prediction", volume)) and got.any()
+
+
+def test_prediction_into_the_users_own_segment(trained, tmp_path):
+    """Apply model into a segmentation and segment the user picked: the segment keeps its ID, colour and
+    terminology (Segment Editor's masking and effects apply to it), only its voxels change; others untouched."""
+    import slicer
+    import vtk
+
+    from WeakNetSlicerLib import nodes
+    from WeakNetSlicerLib.process import apply_model_process
+    from WeakNetSlicerLib.scene import create_scene
+
+    run, _, _ = trained
+    core = create_scene()
+    ph = make_phantom("ellipsoid", "CT", size=(24, 24, 20), spacing=(1.0, 1.0, 1.5), seed=7, distractors=False)
+    volume = core.volumes.AddArchetypeVolume(str(write_volume(ph.image, tmp_path / "ct.nrrd")), "ct", 0)
+    mine = core.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my segmentation")
+    mine.CreateDefaultDisplayNodes()
+    mine.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    kidney = np.zeros(ph.image.array.shape, np.uint8)
+    kidney[2:6, 2:6, 2:6] = 1
+    nodes.set_segment(mine, "Segment_1", "liver", (0.8, 0.2, 0.2), np.zeros_like(kidney), ph.image.geometry)
+    nodes.set_segment(mine, "Segment_2", "kidney", (0.2, 0.2, 0.8), kidney, ph.image.geometry)
+    terminology = "SCT^123037004^Anatomical Structure~SCT^10200004^Liver~^^~Anatomic codes~^^~"
+    mine.GetSegmentation().GetSegment("Segment_1").SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(),
+                                                          terminology)
+    applied = apply_model_process(core.scene, run.output, volume, gamma=0.5, device="cpu",
+                                  segmentation_node=mine, segment_name="liver")
+    _wait(applied, lambda r: r.finished)
+    assert applied.state == "done", applied.message
+    assert applied.output[0] is mine and core.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode") == 1
+    segmentation = mine.GetSegmentation()
+    assert list(segmentation.GetSegmentIDs()) == ["Segment_1", "Segment_2"]
+    liver = segmentation.GetSegment("Segment_1")
+    assert liver.GetName() == "liver" and tuple(round(c, 3) for c in liver.GetColor()) == (0.8, 0.2, 0.2)
+    tag = vtk.reference("")
+    assert liver.GetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), tag) and str(tag) == terminology
+    from weaknet.predict import predict_volume
+
+    expected, _ = predict_volume(run.output, read_volume(tmp_path / "ct.nrrd"), gamma=0.5, device="cpu")
+    assert np.array_equal(nodes.segment_mask(mine, "Segment_1", volume), expected.array) and expected.array.any()
+    assert np.array_equal(nodes.segment_mask(mine, "Segment_2", volume), kidney)

@@ -99,7 +99,8 @@ class WeakNetSlicerParameterNode:
     templates - the volume's template segmentation; objectName - name for the next new object;
     autosaveDirectory - clicks (.mrk.json) and templates (.seg.nrrd) go to <folder>/<volume stem>/;
     modality, trainingDirectory - the training set (modality: one of weaknet.dataset.MODALITIES, "" until
-    chosen); modelPath - a trained model folder (with model.json).
+    chosen); modelPath - a trained model folder (with model.json); outputSegmentation, outputSegmentName -
+    where "Apply model" writes (none: a new segmentation node; empty name: the model's label).
     The training settings are named as weaknet.config.TrainConfig's fields and hold the text typed; empty
     means TrainConfig's default (shown as the field's placeholder), so no default is repeated here.
     """
@@ -119,6 +120,8 @@ class WeakNetSlicerParameterNode:
     patch: str = ""
     device: str = ""
     modelPath: pathlib.Path = pathlib.Path.home() / "WeakNet" / "model"
+    outputSegmentation: vtkMRMLSegmentationNode
+    outputSegmentName: str = ""
 
 
 #
@@ -330,7 +333,8 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         try:
             with self.errorDisplay():
-                run = self.logic.startApplyModel(p.modelPath, p.inputVolume, p.gamma, p.device, p.modality)
+                run = self.logic.startApplyModel(p.modelPath, p.inputVolume, p.gamma, p.device, p.modality,
+                                                 p.outputSegmentation, p.outputSegmentName)
                 self.ui.applyProgressBar.value = 0
                 self.ui.applyStatusLabel.text = run.message
                 self.processTimer.start()
@@ -567,10 +571,13 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     def isTraining(self) -> bool:
         return self.trainer is not None and self.trainer.running
 
-    def startApplyModel(self, modelPath, volumeNode, gamma, device, modality):
+    def startApplyModel(self, modelPath, volumeNode, gamma, device, modality, segmentationNode=None,
+                        segmentName=""):
         """Segment the volume with a trained model in a child process (``weaknet predict``); ``gamma`` and
         ``device`` as typed in the panel (empty: the model's γ, the automatic device). Poll with
-        :meth:`pollRuns`; once done the run's ``output`` is (new segmentation node, warnings)."""
+        :meth:`pollRuns`; once done the run's ``output`` is (segmentation node, warnings). The result goes into
+        ``segmentationNode``'s segment ``segmentName`` (default: the model's label; an existing segment keeps
+        its colour and terminology), or into a new segmentation node."""
         self.ensureDependencies(training=True)
         from WeakNetSlicerLib.process import apply_model_process
 
@@ -581,6 +588,8 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         typed = self.training().parse({"gamma": gamma, "device": device})  # empty: the model's γ, auto device
         WeakNetSlicerLogic.applyRun = apply_model_process(slicer.mrmlScene, modelPath, volumeNode,
                                                           modality=modality or None,
+                                                          segmentation_node=segmentationNode,
+                                                          segment_name=segmentName or None,
                                                           **{k: v for k, v in typed.items() if v is not None})
         return self.applyRun
 

@@ -367,19 +367,34 @@ def apply_model(scene, model_dir: str | Path, volume_node, gamma: float | None =
     return add_prediction(scene, model_dir, volume_node, mask, name), warnings
 
 
-def add_prediction(scene, model_dir: str | Path, volume_node, mask: Volume, name: str | None = None):
-    """A model's mask (on the volume's grid) as a new segmentation node with one segment named after the
-    model's label, shown in 3D too."""
+def add_prediction(scene, model_dir: str | Path, volume_node, mask: Volume, name: str | None = None,
+                   segmentation_node=None, segment_name: str | None = None):
+    """A model's mask (on the volume's grid) as a segment, shown in 3D too: by default in a new segmentation
+    node, in one segment named after the model's label. With ``segmentation_node`` (the user's own) the mask
+    goes into its segment called ``segment_name`` (default: the label): an existing one keeps its ID, colour
+    and terminology and only its voxels are replaced; other segments are untouched. Returns the node."""
     from weaknet.checkpoint import read_model_json
 
-    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volume_node.GetName()} WeakNet")
-    seg.CreateDefaultDisplayNodes()
-    seg.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
-    label = read_model_json(Path(model_dir)).get("labels", {}).get("1", "foreground")
-    nodes.set_segment(seg, "weaknet_prediction", label, (0.3, 0.8, 0.4), mask.array, mask.geometry)
+    seg = segmentation_node
+    if seg is None:
+        seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name or f"{volume_node.GetName()} WeakNet")
+        seg.CreateDefaultDisplayNodes()
+        seg.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    label = segment_name or read_model_json(Path(model_dir)).get("labels", {}).get("1", "foreground")
+    existing = seg.GetSegmentation().GetSegmentIdBySegmentName(label)
+    nodes.set_segment(seg, existing or _free_segment_id(seg, "weaknet_prediction"), label, (0.3, 0.8, 0.4),
+                      mask.array, mask.geometry)
     seg.CreateClosedSurfaceRepresentation()  # shown in 3D too
     seg.SetAttribute("WeakNet.Model", str(Path(model_dir).resolve()))
     return seg
+
+
+def _free_segment_id(segmentation_node, base: str) -> str:
+    segmentation = segmentation_node.GetSegmentation()
+    candidate, n = base, 2
+    while segmentation.GetSegment(candidate) is not None:
+        candidate, n = f"{base}_{n}", n + 1
+    return candidate
 
 
 def _file_stem(volume_node) -> str:
