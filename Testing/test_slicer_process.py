@@ -136,7 +136,7 @@ def test_failures_are_one_clear_line(trained, tmp_path):
     run, _, root = trained
     with pytest.raises(InputError, match="no such"):
         train_process(tmp_path / "nowhere" / "dataset.json", tmp_path / "m", TINY)
-    assert train_arguments(TrainConfig(augment=False, lambda_=0.0)) == ["--lambda", "0.0", "--no-augment"]
+    assert train_arguments(TrainConfig(augment=False, lambda_=1e-3)) == ["--lambda", "0.001", "--no-augment"]
     assert train_arguments(TrainConfig()) == []
     with pytest.raises(InputError, match="not a WeakNet model"):
         predict_process(tmp_path, tmp_path / "x.nrrd", tmp_path / "y.nrrd")
