@@ -1,8 +1,10 @@
 """Active Surface Model: a closed template mesh deformed through sparse clicked surface points.
 
-Rest shape X₀: the icosphere mapped onto the points' principal ellipsoid, or onto an ellipsoid bent along
+Rest shape X₀: the icosphere mapped onto the points' principal ellipsoid, onto an ellipsoid bent along
 a circular arc when the points follow one (banana, C-shape: a single ellipsoid cannot carve their
-concavity, the bent one starts inside it).
+concavity, the bent one starts inside it), onto a tube around the points' principal curve with a
+fitted radius profile (thin, curved, tapered anatomy: hippocampus, caudate), or onto a folded plate
+(thin sheets), whichever lies clearly closest to the points.
 
 Energy: ½ (X−X₀)ᵀ K (X−X₀) + external, K = α L + β L² on the mesh's graph Laplacian L = (D − A) / mean
 degree (≈ the umbrella operator; membrane + thin plate acting on the displacement from the rest shape, so
@@ -334,7 +336,8 @@ class ActiveSurface:
     forces; normal_pull: weight of vertex → nearest-point forces along the normal (0 disables them);
     refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch;
     tolerance_mm: an update repeats its steps (up to ``max_update_rounds`` times) until every added or
-    moved point lies within this distance of a vertex; bend: allow the bent-ellipsoid rest shape;
+    moved point lies within this distance of a vertex; bend, tube, sheet: allow the bent-ellipsoid,
+    tube and folded-sheet rest shapes;
     passes: fits from scratch run this many times, each later pass regularising towards the previous
     result instead of the ellipsoid (removes the bias of a poor rest shape).
     """
