@@ -73,6 +73,15 @@ def test_objects_with_colliding_names_each_keep_their_files(phantom, tmp_path):
     for i, obj in enumerate(reopened.objects):
         assert np.allclose(obj.points_lps, _sphere(centre + [i - 2.5, 0.0, 0.0], 3.0 + 0.5 * i), atol=1e-6)
         assert np.array_equal(reopened.template_mask(obj), session.template_mask(session.objects[i]))
+        # each object keeps its colour: points, segment and the next autosave (issue 13.5)
+        colour = session.objects[i].color
+        assert np.allclose(obj.color, colour)
+        assert np.allclose(obj.markups_node.GetDisplayNode().GetSelectedColor(), colour)
+        segment = reopened.segmentation_node.GetSegmentation().GetSegment(obj.segment_id)
+        assert np.allclose(segment.GetColor(), colour, atol=1e-3)
+    _click(reopened.objects[0], points[0])  # an autosave after the restart
+    saved = json.loads((tmp_path / "s" / "session.json").read_text(encoding="utf-8"))["objects"]
+    assert [tuple(e["color"]) for e in saved] == [tuple(o.color) for o in session.objects]
 
 
 def test_second_object_is_shown_and_saved_after_autosave(phantom, tmp_path):

@@ -189,9 +189,9 @@ class AnnotationSession:
             markups_node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode",
                                                         f"{self.volume_node.GetName()} {name}")
             markups_node.CreateDefaultDisplayNodes()
-            display = markups_node.GetDisplayNode()
-            if display is not None:
-                display.SetSelectedColor(*color)
+        display = markups_node.GetDisplayNode()
+        if display is not None:  # the points in the object's colour, also for a reopened points file
+            display.SetSelectedColor(*color)
         markups_node.SetNodeReferenceID(REF_VOLUME, self.volume_node.GetID())
         stem = stem or unique_stem(name, [o.stem for o in self.objects])
         markups_node.SetAttribute(ATTR_OBJECT, name)
