@@ -1,7 +1,7 @@
 """The state of a training (or prediction) run, as every runner and front end names it.
 
-:class:`TrainingState` is shared by the background job (:mod:`weaknet.background`), the out-of-process
-runner of the Slicer module and the front ends' training controller; :func:`state_after` is the one
+:class:`TrainingState` is shared by the out-of-process runner (``WeakNetSlicerLib.process``) and the front
+ends' training controller; :func:`state_after` is the one
 mapping from a progress event (``{"event": "start" | "plan" | "step" | "epoch" | "done" | "cancelled" |
 "error" | "warning", ...}``) to the state it leaves the run in.
 """

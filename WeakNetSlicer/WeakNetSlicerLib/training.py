@@ -121,7 +121,7 @@ def build_training_set(scene, folder: str | Path, modality: str, name: str = "we
 
 class TrainingJobLike(Protocol):
     """What the controller needs of a training run: :class:`WeakNetSlicerLib.process.ProcessRun` (``weaknet
-    train --progress-lines`` in a child process) or :class:`weaknet.background.TrainingJob`. ``poll`` never
+    train --progress-lines`` in a child process) or any other runner with these members. ``poll`` never
     blocks and returns the progress events (dicts, see :mod:`weaknet.progress`) that arrived since the last
     call; ``state`` follows :func:`weaknet.progress.state_after`; ``error`` says why a failed run failed."""
 
