@@ -1,5 +1,5 @@
-"""Post-processing of predicted masks, chosen by the plan: ``largest`` keeps the largest 26-connected
-component (for structures that are one connected object in every training target), ``none`` keeps all."""
+"""Post-processing of predicted masks, chosen by the plan: ``largest`` keeps the largest face-connected
+(6-neighbour) component (for structures that are one connected object in every training target), ``none`` keeps all."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ POSTPROCESS = ("largest", "none")
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    """uint8 (D, H, W): the largest 26-connected component of ``mask`` (all zeros when it is empty)."""
-    parts, n = ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3, 3), bool))
+    """uint8 (D, H, W): the largest face-connected component of ``mask`` (all zeros when it is empty)."""
+    parts, n = ndimage.label(np.asarray(mask) > 0)
     if n <= 1:
         return (parts > 0).astype(np.uint8)
     sizes = np.bincount(parts.ravel())[1:]
@@ -19,8 +19,8 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def components(mask: np.ndarray) -> int:
-    """Number of 26-connected components of ``mask``."""
-    return int(ndimage.label(np.asarray(mask) > 0, structure=np.ones((3, 3, 3), bool))[1])
+    """Number of face-connected components of ``mask``."""
+    return int(ndimage.label(np.asarray(mask) > 0)[1])
 
 
 def apply(mask: np.ndarray, kind: str) -> np.ndarray:
