@@ -156,7 +156,7 @@ def test_volumes_smaller_than_the_patch_score_as_larger_ones(tmp_path):
 def test_cli_defaults_on_several_sizes_modalities_and_spacings(tmp_path, capsys):
     """Only --dataset, --output (and a short budget for the test): the plan adapts to each dataset; the model
     predicts on the input's own grid; model.json records the plan, held-out cases and best epoch."""
-    for modality, size, spacing in [("CT", (20, 24, 12), (1.6, 1.6, 3.0)), ("MRI", (40, 36, 20), (0.9, 0.9, 1.8)),
+    for modality, size, spacing in [("CT", (20, 24, 16), (1.6, 1.6, 3.0)), ("MRI", (40, 36, 20), (0.9, 0.9, 1.8)),
                                     ("EM", (18, 18, 18), (1.0, 1.0, 1.0))]:
         root = tmp_path / modality
         ds = phantom_dataset(root / "data", n=5, kind="weak", size=size, spacing=spacing, modality=modality,

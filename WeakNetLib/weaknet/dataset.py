@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputError
+from .filenames import VOLUME_SUFFIXES
 
 MODALITIES = ("CT", "MRI", "EM")
 SLICE_AXES = {"axial": 0, "coronal": 1, "sagittal": 2}
 _MODALITY_ALIASES = {"CT": "CT", "MR": "MRI", "MRI": "MRI", "T1": "MRI", "T2": "MRI", "FLAIR": "MRI",
                      "T1GD": "MRI", "T1W": "MRI", "T2W": "MRI", "ADC": "MRI", "DWI": "MRI", "EM": "EM",
                      "CRYO-ET": "EM", "MICROSCOPY": "EM", "CONFOCAL": "EM"}
-_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd", ".tif", ".tiff")
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Case:
     @property
     def name(self) -> str:
         n = self.image.name
-        for s in _VOLUME_SUFFIXES:
+        for s in VOLUME_SUFFIXES:
             if n.lower().endswith(s):
                 return n[: -len(s)]
         return n
@@ -189,7 +189,7 @@ def _parse_case(e, root: Path, src: Path, section: str, i: int) -> Case:
 
 
 def _scan_msd_folder(folder: Path) -> Dataset:
-    images = sorted(f for f in (folder / "imagesTr").iterdir() if f.name.lower().endswith(_VOLUME_SUFFIXES)
+    images = sorted(f for f in (folder / "imagesTr").iterdir() if f.name.lower().endswith(VOLUME_SUFFIXES)
                     and not f.name.startswith("."))
     if not images:
         raise InputError(f"{folder}/imagesTr: holds no volumes")

@@ -18,6 +18,7 @@ from .checkpoint import load_weights, read_model_json
 from .config import NetConfig
 from .device import autocast, resolve_device
 from .errors import InputError
+from .filenames import VOLUME_SUFFIXES
 from .nets import build_unet
 from . import postprocess
 from .normalize import Normalization
@@ -99,15 +100,12 @@ def predict_volume(model: str | Path | LoadedModel, volume: Volume, gamma: float
     return volume.like(postprocess.apply(p >= g, m.postprocess)), volume.like(p)
 
 
-_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-
-
 def _outputs_for(image: Path, output: Path, probabilities: Path | None, folder: bool):
     if not folder:
         return [(image, output, probabilities)]
-    files = sorted(f for f in image.iterdir() if f.name.lower().endswith(_SUFFIXES))
+    files = sorted(f for f in image.iterdir() if f.name.lower().endswith(VOLUME_SUFFIXES))
     if not files:
-        raise InputError(f"{image}: folder holds no volumes ({', '.join(_SUFFIXES)})")
+        raise InputError(f"{image}: folder holds no volumes ({', '.join(VOLUME_SUFFIXES)})")
     return [(f, output / f.name, probabilities / f.name if probabilities else None) for f in files]
 
 
