@@ -741,7 +741,8 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
                            device="cpu")
         training = train_process(folder / "training" / DATASET_FILE, folder / "model", tiny)
         self._waitFor(training)
-        self.assertEqual([e["event"] for e in training.events if e["event"] != "plan"][-2:], ["epoch", "done"])
+        progress = [e["event"] for e in training.events if e["event"] not in ("plan", "warning")]
+        self.assertEqual(progress[-2:], ["epoch", "done"])
         self.assertTrue((training.output / "model.json").is_file())
 
         applying = logic.startApplyModel(training.output, volume, 0.5, "cpu", "CT")
