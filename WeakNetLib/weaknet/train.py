@@ -40,6 +40,7 @@ from .prepare import Prepared, TrainingCase, holdout_split, prepare
 
 Progress = Callable[[dict], None]
 AGREEMENT_WARNING = 0.5  # predictions on the training volumes vs their own targets, below this: warn
+WHOLE_VALIDATION = 8  # validate on the whole volume up to this many patches of voxels
 
 
 @dataclass
@@ -112,10 +113,14 @@ def _end_distributed(world: int) -> None:
 
 
 class _Crop:
-    """A case cut to its object's bounding box plus half a patch on every side (where the image has it):
-    validation and the agreement check look where the object is, at the cost of a few windows."""
+    """A case as validation sees it: whole when it holds at most :data:`WHOLE_VALIDATION` patches of voxels
+    (so false positives anywhere count), else cut to its object's bounding box plus half a patch on every
+    side — a few windows even on a large scan."""
 
     def __init__(self, case: TrainingCase, patch):
+        if case.image.size <= WHOLE_VALIDATION * int(np.prod(patch)):
+            self.name, self.image, self.target = case.name, case.image, case.target
+            return
         m = case.target == 1
         idx = np.argwhere(m if m.any() else case.target != IGNORE)
         lo = np.maximum(idx.min(0) - np.asarray(patch) // 2, 0) if idx.size else np.zeros(3, int)
