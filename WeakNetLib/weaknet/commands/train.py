@@ -9,11 +9,6 @@ lets the plan decide.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-
-PROGRESS_PREFIX = "@weaknet "
-
 
 def _parser_for(f):
     from ..config import parse_setting
@@ -58,12 +53,6 @@ def config_from_args(args, base=None):
     return cfg
 
 
-def progress_printer(event: dict) -> None:
-    """The machine-readable progress protocol: one ``@weaknet {json}`` line per event on stdout, flushed."""
-    sys.stdout.write(PROGRESS_PREFIX + json.dumps(event, default=str) + "\n")
-    sys.stdout.flush()
-
-
 def add_parser(sub):
     p = sub.add_parser("train", help="train Weak-Net from weak templates (or full masks / annotated slices)",
                        description="Train into MODEL_DIR (weights of the best epoch, model.json with the plan, "
@@ -81,11 +70,12 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from ..progress_lines import LinePrinter
     from ..train import train
 
     config = config_from_args(args)
     out = train(args.dataset, args.output, config, resume=args.resume,
-                progress=progress_printer if args.progress_lines else None,
+                progress=LinePrinter() if args.progress_lines else None,
                 show_progress=not args.progress_lines)
     print(f"model written to {out}")
     return 0
