@@ -15,7 +15,6 @@ from weaknet.coords import lps_to_ras
 from weaknet.metrics import iou
 from weaknet.phantoms import make_phantom
 from weaknet.points import read_points
-from weaknet.sampling import mask_surface
 from weaknet.volume import read_volume, write_volume
 
 testing = pytest.importorskip("weaknet_web.testing")
@@ -42,28 +41,6 @@ def data_root(tmp_path, phantom):
 def browser():
     with testing.chromium() as b:
         yield b
-
-
-def overlay_hits(shot: np.ndarray, pixels: np.ndarray, radius: int = 3) -> float:
-    """Fraction of ``pixels`` (M, 2) x, y with an overlay-coloured (red-orange) pixel within ``radius``."""
-    rgb = shot.astype(int)
-    red = (rgb[..., 0] - np.maximum(rgb[..., 1], rgb[..., 2])) > 50
-    hits = [red[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].any()
-            for x, y in np.round(pixels).astype(int)]
-    return float(np.mean(hits))
-
-
-def outline_pixels(page, view, mask, geometry, avoid: np.ndarray, debug) -> np.ndarray:
-    """Pixels (view-relative x, y) of ``mask``'s surface on the view's plane, away (> 12 px) from ``avoid``
-    (page pixels of the point markers)."""
-    verts = lps_to_ras(mask_surface(mask, geometry)[0])
-    box = page.view_box(view)
-    out = []
-    for v in verts:
-        x, y, off = page.ras_to_page(view, v, debug)
-        if abs(off) < 0.05 and np.min(np.hypot(avoid[:, 0] - x, avoid[:, 1] - y)) > 12:
-            out.append((x - box["x"], y - box["y"]))
-    return np.array(out)
 
 
 def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser):
@@ -96,6 +73,8 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         page.wait_state("update_count", f"v > {fits}")
         page.set_state("info_message", "")
         page.page.locator('[data-testid="save-label_file"]').click()
+        page.wait_state("overwrite_visible", "v === true")  # the file exists: replaced only once confirmed
+        page.page.locator('[data-testid="overwrite-confirm"]').click()
         page.wait_state("info_message", "v.startsWith('saved')")
         template = read_volume(label_path)
         assert template.geometry.matches(phantom.label.geometry)
@@ -108,9 +87,9 @@ def test_click_points_fit_template_overlay(tmp_path, data_root, phantom, browser
         after = page.screenshot_view("Red", tmp_path / "red.png")
         markers = np.array([page.ras_to_page("Red", p, debug)[:2] for p in clicked if
                             abs(page.ras_to_page("Red", p, debug)[2]) < 1.0])
-        outline = outline_pixels(page, "Red", template.array, template.geometry, markers, debug)
+        outline = testing.outline_pixels(page, "Red", template.array, template.geometry, markers, debug)
         assert len(outline) > 20
-        hit_after, hit_before = overlay_hits(after, outline), overlay_hits(before, outline)
+        hit_after, hit_before = testing.overlay_hits(after, outline), testing.overlay_hits(before, outline)
         print(f"overlay colour near the outline: {hit_after:.2f} after, {hit_before:.2f} before")
         assert hit_after > 0.8 and hit_before < 0.1
 

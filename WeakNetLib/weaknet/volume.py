@@ -177,6 +177,22 @@ def read_volume(path: str | Path) -> Volume:
         raise InputError(f"{p}: {exc}") from None
 
 
+def read_geometry(path: str | Path) -> Geometry:
+    """The :class:`Geometry` of a volume file from its header alone (no voxels read); InputError when the
+    file is not a readable 3-D image."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        raise InputError(f"{Path(path).name}: cannot read its header as a volume") from None
+    if reader.GetDimension() != 3:
+        raise InputError(f"{Path(path).name}: is not a 3-D volume")
+    return Geometry.create(reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection())
+
+
 def write_volume(volume: Volume, path: str | Path, compress: bool = True) -> Path:
     """Write a volume (format from the extension: .nii.gz, .nrrd, .seg.nrrd, .mha); creates parent folders."""
     import SimpleITK as sitk

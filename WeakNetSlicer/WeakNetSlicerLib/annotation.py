@@ -67,7 +67,8 @@ class AnnotationController:
     scene: the ``vtkMRMLScene``; autosave_root: where session folders go (None: no autosave);
     volumes_logic: to load a session's volume file when reopening without a volume node; fit_options: for
     :class:`weaknet.asm.ActiveSurface`. :attr:`placing`: whether clicks place points (it holds across volumes
-    and objects; the scene's interaction node is followed).
+    and objects; the scene's interaction node is followed). :attr:`drop_outside_clicks`: given to every
+    session (:attr:`AnnotationSession.drop_outside_clicks`).
     """
 
     def __init__(self, scene, autosave_root: str | Path | None = None, volumes_logic=None,
@@ -79,6 +80,7 @@ class AnnotationController:
         self.sessions: dict[str, AnnotationSession] = {}
         self.session: AnnotationSession | None = None
         self.placing = False
+        self.drop_outside_clicks = False  # see AnnotationSession.drop_outside_clicks
         self._listeners: list[Callable[[AnnotationStatus], None]] = []
         interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
         self._interaction_tag = None
@@ -108,6 +110,7 @@ class AnnotationController:
         session = self.sessions.get(volume_node.GetID())
         if session is None or session.closed or session.volume_node is not volume_node:
             session = self._start(volume_node)
+            session.drop_outside_clicks = self.drop_outside_clicks
             session.add_listener(self._on_session)
             self.sessions[volume_node.GetID()] = session
         self.session = session
@@ -236,13 +239,22 @@ class AnnotationController:
 
     def labelmap(self) -> tuple[np.ndarray, object]:
         """All templates of the current volume as one labelmap: uint8 (D, H, W), object i ↦ label i+1 (a
-        later object wins where they overlap), and the volume's Geometry."""
+        later object wins where they overlap), and its Geometry: the grid of the volume's file when it has
+        one (Slicer may store a file's voxels in another axis order, e.g. k flipped; an export on the file's
+        own grid compares voxel-wise with the file's labels), else the volume node's."""
+        from weaknet.resample import resample
+        from weaknet.volume import Volume, read_geometry
+
         session = self.require()
         labels = np.zeros(session.geometry.shape, np.uint8)
         for i, obj in enumerate(session.objects):
             if obj.mask is not None:
                 labels[obj.mask > 0] = i + 1
-        return labels, session.geometry
+        source = nodes.node_file(session.volume_node)
+        if source is None:
+            return labels, session.geometry
+        on_file = resample(Volume(labels, session.geometry), read_geometry(source), "nearest")
+        return on_file.array.astype(np.uint8), on_file.geometry
 
     def points_ras(self) -> dict[str, np.ndarray]:
         """Every object's points (N, 3) in RAS mm, by name (what the views show)."""

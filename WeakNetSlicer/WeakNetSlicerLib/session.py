@@ -8,8 +8,10 @@ oblique, anisotropic) and the fitted mesh as the closed surface (3D views).
 
 Bad input never raises out of a scene observer and never drops a point: fewer than 4 points, points
 outside the volume, coplanar points... set :attr:`AnnotationSession.status` (and notify listeners) and
-keep every point where the user put it. With an autosave folder the clicks (``.mrk.json``) are written
-before each fit and the templates (``.seg.nrrd``) after it; :meth:`AnnotationSession.reopen` restores both.
+keep every point where the user put it — except, with :attr:`AnnotationSession.drop_outside_clicks` (the
+browser annotator), a click placed outside the image, which is taken back at once with a warning. With an
+autosave folder the clicks (``.mrk.json``) are written before each fit and the templates (``.seg.nrrd``) after
+it; :meth:`AnnotationSession.reopen` restores both.
 
 Every change of an object's points (a click, a drag, a deletion, a clear, a batch) is one entry of the
 session's undo stack (:class:`EditHistory`); undo and redo put back the points *and* the template that was
@@ -164,6 +166,8 @@ class AnnotationSession:
         self.autosave_error: str | None = None
         self.history = EditHistory()
         self._batch = 0
+        self.drop_outside_clicks = False
+        """Take back a newly placed point that lies outside the image (a click in a view's margin) at once."""
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
         self._scene_tags = [scene.AddObserver(slicer.vtkMRMLScene.NodeAboutToBeRemovedEvent,
@@ -506,6 +510,8 @@ class AnnotationSession:
         try:
             if self._batch:
                 return
+            if self.drop_outside_clicks and self._drop_outside(obj):
+                return
             self.refit(obj)
             if event == "PointPositionDefinedEvent":
                 obj.clicks += 1
@@ -517,6 +523,27 @@ class AnnotationSession:
             log.exception("WeakNet: re-fitting %s failed", obj.name)
             message = str(exc) if isinstance(exc, WeakNetError) else f"{type(exc).__name__}: {exc}"
             self._set_status(f"{obj.name}: fit failed ({message}); your points are kept", "error")
+
+    def _drop_outside(self, obj: TargetObject) -> bool:
+        """Remove the points added since the last fit that lie outside the image (voxel centres ± ½ voxel);
+        True (status says so) when there were any. Moved points are never removed (their count is unchanged)."""
+        node = obj.markups_node
+        before = 0 if obj.fitted_points is None else len(obj.fitted_points)
+        defined = [i for i in range(node.GetNumberOfControlPoints())
+                   if node.GetNthControlPointPositionStatus(i) == node.PositionDefined]
+        if len(defined) <= before:
+            return False
+        points = obj.points_lps
+        fitted = obj.fitted_points if obj.fitted_points is not None else np.zeros((0, 3))
+        new = np.array([not np.any(np.all(np.abs(fitted - p) < 1e-6, axis=1)) for p in points], bool)
+        outside = [i for i, fresh, ok in zip(defined, new, self.geometry.contains(points)) if fresh and not ok]
+        if not outside:
+            return False
+        with self._quiet():
+            for i in reversed(outside):
+                node.RemoveNthControlPoint(i)
+        self._set_status(f"{obj.name}: a click outside the image was ignored; click on the volume", "warning")
+        return True
 
     def _on_drag(self, obj: TargetObject, dragging: bool, caller=None, vtk_event=None) -> None:
         obj.dragging, obj.drag_recorded = dragging, False

@@ -38,6 +38,7 @@ class AnnotationPanel:
         self.app = app
         self.state = app.state
         self.controller = AnnotationController(app.slicer.scene, app.data_root.resolve(ANNOTATIONS))
+        self.controller.drop_outside_clicks = True  # a click in a view's black margin is not a point
         self.state.update_count = 0
         self.state.place_mode = True
         self._mirror(IDLE)

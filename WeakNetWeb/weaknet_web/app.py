@@ -13,11 +13,11 @@ from trame_slicer.core.volume_window_level import VolumeWindowLevel
 
 from weaknet.errors import InputError
 
-from .annotation import AnnotationPanel
+from .annotation import ANNOTATIONS, AnnotationPanel
 from .errors import report_to
 from .files import output_path, store_upload
 from .sandbox import DataRoot
-from .training import TrainingPanel
+from .training import MODELS, TRAINING, TrainingPanel
 from .ui import build_ui
 from .views import LAYOUTS, FrameCounter, make_layout_manager, register_counting_factories
 
@@ -89,6 +89,9 @@ class AnnotatorApp(TrameApp):
         s.info_message = ""
         s.info_visible = False
         s.points_file = s.seg_file = s.label_file = ""
+        s.overwrite_file = ""  # an existing file a save would replace, awaiting the user's confirmation
+        s.overwrite_which = ""
+        s.overwrite_visible = False
         s.max_upload_bytes = self.max_upload_bytes
 
     def _bind(self) -> None:
@@ -114,6 +117,7 @@ class AnnotatorApp(TrameApp):
         ctrl.load_points = guard(self.load_points)
         ctrl.save_segmentation = guard(lambda: self.save("seg_file"))
         ctrl.save_labelmap = guard(lambda: self.save("label_file"))
+        ctrl.confirm_overwrite = guard(self.confirm_overwrite)
         ctrl.load_segmentation = guard(lambda: self.load_segmentation("seg_file"))
         ctrl.load_labelmap = guard(lambda: self.load_segmentation("label_file"))
         t = self.training
@@ -152,16 +156,30 @@ class AnnotatorApp(TrameApp):
         self.state.volume_choices = self.data_root.list_volumes()
         self._show(path)
 
+    def _load_node(self, path: Path):
+        """A volume node for ``path``: Slicer's reader, else (TIFF, which slicer-core's readers lack) the voxels
+        read by SimpleITK in a node of their own (no file: its autosave folder keeps a copy)."""
+        from WeakNetSlicerLib import nodes
+        from weaknet.filenames import split_suffix
+        from weaknet.volume import read_volume
+
+        if not path.name.lower().endswith((".tif", ".tiff")):
+            loaded = self.slicer.io_manager.load_volumes([path.as_posix()])
+            if loaded:
+                return loaded[0]
+        try:
+            return nodes.add_volume_node(self.slicer.scene, read_volume(path), split_suffix(path.name)[0])
+        except InputError:
+            raise InputError(f"{self.data_root.relative(path)}: this volume could not be loaded") from None
+
     def _show(self, path: Path) -> None:
-        nodes = self.slicer.io_manager.load_volumes([path.as_posix()])
-        if not nodes:
-            raise InputError(f"{self.data_root.relative(path)}: Slicer could not load this volume")
+        node = self._load_node(path)
         self.annotation.close()
         self.training.remove_prediction()
         self.remove_loaded_segmentation()
         if self.volume_node is not None:
             self.slicer.scene.RemoveNode(self.volume_node)
-        self.volume_node, self.volume_path = nodes[0], path
+        self.volume_node, self.volume_path = node, path
         dm = self.slicer.display_manager
         dm.show_volume_in_slice_background(self.volume_node)
         dm.show_volume_in_slice_foreground(None)
@@ -202,24 +220,58 @@ class AnnotatorApp(TrameApp):
         self.changed()
 
     # ----------------------------------------------------------------------------------------- files
-    def save(self, which: str) -> Path:
-        """Write the file named by state ``which`` (points_file | seg_file | label_file) under the data root."""
+    def save(self, which: str, overwrite: bool = False) -> Path | None:
+        """Write the file named by state ``which`` (points_file | seg_file | label_file) under the data root.
+
+        An input is never replaced: the open volume's file, any volume file opened in this scene, and the
+        folders the app manages (annotations/, training/, models/) are refused. Any other existing file is
+        replaced only with ``overwrite`` (the page asks first: ``overwrite_visible``); returns None then.
+        """
         from WeakNetSlicerLib import nodes
         from weaknet.volume import Volume, write_volume
 
         relative = self.state[which]
+        suffixes = {"points_file": (".mrk.json",), "seg_file": (".seg.nrrd",),
+                    "label_file": (".nii.gz", ".nii", ".nrrd")}[which]
+        path = output_path(self.data_root, relative, suffixes)
+        self._refuse_input(path)
+        if path.exists() and not overwrite:
+            with self.state:
+                self.state.overwrite_file = self.data_root.relative(path)
+                self.state.overwrite_which = which
+                self.state.overwrite_visible = True
+            return None
         if which == "points_file":
-            path = output_path(self.data_root, relative, (".mrk.json",))
             self.annotation.save_points(path)
         elif which == "seg_file":
-            path = output_path(self.data_root, relative, (".seg.nrrd",))
             nodes.write_node(self.annotation.require().segmentation_node, path)
         else:
-            path = output_path(self.data_root, relative, (".nii.gz", ".nii", ".nrrd"))
             labels, geometry = self.annotation.labelmap()
             write_volume(Volume(labels, geometry), path)
         self.inform(f"saved {self.data_root.relative(path)}")
         return path
+
+    def confirm_overwrite(self) -> None:
+        """The user confirmed replacing ``state.overwrite_file``: save again, unless the name changed since."""
+        which, relative = self.state.overwrite_which, self.state.overwrite_file
+        with self.state:
+            self.state.overwrite_visible = False
+            self.state.overwrite_file = self.state.overwrite_which = ""
+        if which and self.data_root.resolve(self.state[which]) == self.data_root.resolve(relative):
+            self.save(which, overwrite=True)
+
+    def _refuse_input(self, path: Path) -> None:
+        """InputError when ``path`` is an input the app must never replace (see :meth:`save`)."""
+        from WeakNetSlicerLib import nodes
+
+        name = self.data_root.relative(path)
+        opened = {nodes.node_file(n) for n in nodes.nodes_of_class(self.slicer.scene, "vtkMRMLVolumeNode")}
+        if path == self.volume_path or path in opened:
+            raise InputError(f"{name} is an opened volume (an input): it is never overwritten; "
+                             "choose another file name, e.g. under exports/")
+        if name.split("/", 1)[0] in (ANNOTATIONS, TRAINING, MODELS):
+            raise InputError(f"{name}: {name.split('/', 1)[0]}/ is managed by the app (autosave, training set, "
+                             "models); save under exports/ or another folder")
 
     def load_segmentation(self, which: str) -> None:
         """Show a segmentation file (state ``which``: seg_file = .seg.nrrd, label_file = a labelmap on the open

@@ -11,7 +11,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 from weaknet.errors import InputError
-from weaknet.filenames import VOLUME_SUFFIXES
+from weaknet.filenames import VOLUME_SUFFIXES, split_suffix
 
 
 def is_volume_name(name: str) -> bool:
@@ -60,8 +60,8 @@ class DataRoot:
         for folder, dirs, files in os.walk(self.path, followlinks=False):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             for name in sorted(files):
-                if not is_volume_name(name):
-                    continue
+                if not is_volume_name(name) or split_suffix(name)[0].lower().endswith("_label"):
+                    continue  # labelmaps (x_label.nrrd, x_label.tif...) are not volumes to annotate
                 relative = (Path(folder) / name).relative_to(self.path).as_posix()
                 try:
                     self.resolve(relative)

@@ -311,3 +311,31 @@ def click_surface(page: AppPage, label, plan) -> np.ndarray:
             page.click_ras(view, p, debug)
             clicked.append(p)
     return np.array(clicked)
+
+
+def overlay_hits(shot: np.ndarray, pixels: np.ndarray, color=(0.95, 0.35, 0.25), radius: int = 3) -> float:
+    """Fraction of ``pixels`` (M, 2) x, y of a screenshot (H, W, 3) with a pixel of ``color``'s hue within
+    ``radius``: its dominant channel (red for Object 1, blue for Object 2...) above the weakest by > 40 (a
+    grey image pixel has none)."""
+    rgb = shot.astype(int)
+    c, weakest = int(np.argmax(color)), int(np.argmin(color))
+    hue = (rgb[..., c] - rgb[..., weakest]) > 40
+    hits = [hue[max(0, y - radius):y + radius + 1, max(0, x - radius):x + radius + 1].any()
+            for x, y in np.round(pixels).astype(int)]
+    return float(np.mean(hits)) if hits else 0.0
+
+
+def outline_pixels(page: AppPage, view: str, mask: np.ndarray, geometry, avoid: np.ndarray, debug) -> np.ndarray:
+    """Pixels (view-relative x, y) of ``mask``'s surface on the view's plane, away (> 12 px) from ``avoid``
+    (page pixels (M, 2) of the point markers)."""
+    from weaknet.coords import lps_to_ras
+    from weaknet.sampling import mask_surface
+
+    verts = lps_to_ras(mask_surface(mask, geometry)[0])
+    box = page.view_box(view)
+    out = []
+    for v in verts:
+        x, y, off = page.ras_to_page(view, v, debug)
+        if abs(off) < 0.05 and (not len(avoid) or np.min(np.hypot(avoid[:, 0] - x, avoid[:, 1] - y)) > 12):
+            out.append((x - box["x"], y - box["y"]))
+    return np.array(out)

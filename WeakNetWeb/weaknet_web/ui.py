@@ -41,6 +41,16 @@ def build_ui(app) -> SinglePageWithDrawerLayout:
         with v.VSnackbar(v_model=("info_visible",), color="success", timeout=3000, location="bottom",
                          raw_attrs=['data-testid="info-bar"']):
             html.Span("{{ info_message }}")
+        with v.VDialog(v_model=("overwrite_visible",), max_width=460):
+            with v.VCard(raw_attrs=['data-testid="overwrite-dialog"']):
+                v.VCardTitle("Replace an existing file?")
+                v.VCardText("{{ overwrite_file }} already exists. Saving replaces it; its contents are lost.")
+                with v.VCardActions():
+                    v.VSpacer()
+                    v.VBtn("Cancel", click="overwrite_visible = false", variant="text",
+                           raw_attrs=['data-testid="overwrite-cancel"'])
+                    v.VBtn("Replace", click=ctrl.confirm_overwrite, color="error", variant="text",
+                           raw_attrs=['data-testid="overwrite-confirm"'])
         with v.VSnackbar(v_model=("error_visible",), color="error", timeout=-1, location="top",
                          raw_attrs=['data-testid="error-bar"']):
             html.Span("{{ error_message }}")
