@@ -168,6 +168,9 @@ class AnnotationSession:
         self._batch = 0
         self.drop_outside_clicks = False
         """Take back a newly placed point that lies outside the image (a click in a view's margin) at once."""
+        self.drop_placements = False
+        """Take back any newly placed point while set (a front end sets it for a drag that Slicer's place mode
+        would end with a point, e.g. rotating the 3D view)."""
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
         self._scene_tags = [scene.AddObserver(slicer.vtkMRMLScene.NodeAboutToBeRemovedEvent,
@@ -510,7 +513,7 @@ class AnnotationSession:
         try:
             if self._batch:
                 return
-            if self.drop_outside_clicks and self._drop_outside(obj):
+            if (self.drop_outside_clicks or self.drop_placements) and self._drop_outside(obj):
                 return
             self.refit(obj)
             if event == "PointPositionDefinedEvent":
@@ -525,8 +528,9 @@ class AnnotationSession:
             self._set_status(f"{obj.name}: fit failed ({message}); your points are kept", "error")
 
     def _drop_outside(self, obj: TargetObject) -> bool:
-        """Remove the points added since the last fit that lie outside the image (voxel centres ± ½ voxel);
-        True (status says so) when there were any. Moved points are never removed (their count is unchanged)."""
+        """Remove the points added since the last fit that lie outside the image (voxel centres ± ½ voxel), or
+        all of them while :attr:`drop_placements` is set; True (status says so) when there were any. Moved
+        points are never removed (their count is unchanged)."""
         node = obj.markups_node
         before = 0 if obj.fitted_points is None else len(obj.fitted_points)
         defined = [i for i in range(node.GetNumberOfControlPoints())
@@ -536,13 +540,16 @@ class AnnotationSession:
         points = obj.points_lps
         fitted = obj.fitted_points if obj.fitted_points is not None else np.zeros((0, 3))
         new = np.array([not np.any(np.all(np.abs(fitted - p) < 1e-6, axis=1)) for p in points], bool)
-        outside = [i for i, fresh, ok in zip(defined, new, self.geometry.contains(points)) if fresh and not ok]
-        if not outside:
+        keep = np.zeros(len(points), bool) if self.drop_placements else self.geometry.contains(points)
+        dropped = [i for i, fresh, ok in zip(defined, new, keep) if fresh and not ok]
+        if not dropped:
             return False
         with self._quiet():
-            for i in reversed(outside):
+            for i in reversed(dropped):
                 node.RemoveNthControlPoint(i)
-        self._set_status(f"{obj.name}: a click outside the image was ignored; click on the volume", "warning")
+        why = "a drag is not a click" if self.drop_placements else "a click outside the image was ignored; " \
+            "click on the volume"
+        self._set_status(f"{obj.name}: {why}", "warning")
         return True
 
     def _on_drag(self, obj: TargetObject, dragging: bool, caller=None, vtk_event=None) -> None:

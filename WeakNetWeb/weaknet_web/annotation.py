@@ -12,6 +12,9 @@ import asyncio
 from weaknet.coords import lps_to_ras
 
 ANNOTATIONS = "annotations"
+DRAG_PX = 4
+"""A left-button press and release farther apart than this (render-window pixels) in the 3D view is a drag
+(rotating the view), never a click that places a point."""
 
 
 def flush_soon(state) -> None:
@@ -47,6 +50,29 @@ class AnnotationPanel:
         self.add_object, self.undo, self.redo, self.refit, self.clear = c.add_object, c.undo, c.redo, c.refit, c.clear
         self.delete_point, self.load_points, self.save_points = c.delete_point, c.load_points, c.save_points
         self.labelmap, self.require = c.labelmap, c.require
+
+    def ignore_drags(self, threed_views, all_views) -> None:
+        """Slicer's place mode puts a point where the left button is released, also at the end of a drag that
+        rotated the 3D view: take such a point back (every press in any view clears the mark)."""
+        start = [0, 0]
+
+        def pressed(interactor, _event):
+            start[:] = interactor.GetEventPosition()
+            self._mark_drag(False)
+
+        def released(interactor, _event):
+            x, y = interactor.GetEventPosition()
+            self._mark_drag(abs(x - start[0]) + abs(y - start[1]) > DRAG_PX)
+
+        for view in all_views:
+            view.interactor().AddObserver("LeftButtonPressEvent", pressed, 100.0)
+        for view in threed_views:
+            view.interactor().AddObserver("LeftButtonReleaseEvent", released, 100.0)
+            view.interactor().AddObserver("LeftButtonReleaseEvent", lambda *_: self._mark_drag(False), -100.0)
+
+    def _mark_drag(self, dragged: bool) -> None:
+        if self.controller.session is not None:
+            self.controller.session.drop_placements = dragged
 
     def open(self, volume_node) -> None:
         """Show a newly loaded volume's session (reopened from its autosave folder when there is one)."""

@@ -57,6 +57,8 @@ class AnnotatorApp(TrameApp):
         self.volume_path: Path | None = None
         self.loaded_segmentation = None
         self.annotation = AnnotationPanel(self)
+        views = self.slicer.view_manager
+        self.annotation.ignore_drags(views.get_threed_views(), views.get_views())
         self.training = TrainingPanel(self)
         self._init_state(volume_rendering)
         self._bind()
