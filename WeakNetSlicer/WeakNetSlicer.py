@@ -322,10 +322,8 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             with self.errorDisplay():
                 settings = {name: getattr(p, name) for name in self.logic.trainingPlaceholders()}
-                run = self.logic.startTraining(p.trainingDirectory, p.modelPath, settings)
-                self.ui.trainingProgressBar.value = 0
-                self.ui.trainingStatusLabel.text = run.message
-                self.processTimer.start()
+                self._poll(self.logic.startTraining(p.trainingDirectory, p.modelPath, settings),
+                           self.ui.trainingProgressBar, self.ui.trainingStatusLabel)
         finally:
             self.updateButtons()
 
@@ -333,13 +331,17 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         try:
             with self.errorDisplay():
-                run = self.logic.startApplyModel(p.modelPath, p.inputVolume, p.gamma, p.device, p.modality,
-                                                 p.outputSegmentation, p.outputSegmentName)
-                self.ui.applyProgressBar.value = 0
-                self.ui.applyStatusLabel.text = run.message
-                self.processTimer.start()
+                self._poll(self.logic.startApplyModel(p.modelPath, p.inputVolume, p.gamma, p.device, p.modality,
+                                                      p.outputSegmentation, p.outputSegmentName),
+                           self.ui.applyProgressBar, self.ui.applyStatusLabel)
         finally:
             self.updateButtons()
+
+    def _poll(self, run, bar, label) -> None:
+        """A run just started: reset its progress bar and status line, and poll it with the timer."""
+        bar.value = 0
+        label.text = run.message
+        self.processTimer.start()
 
     def onProcessTimer(self) -> None:
         """Poll the training and inference processes into their progress bars and status lines."""
@@ -657,6 +659,18 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_TrainAndApplyOutOfProcess()
 
+    def _annotatedBean(self, logic):
+        """(phantom, volume node, points LPS, markups, session, object): a bean clicked in one undoable batch."""
+        from weaknet.coords import lps_to_ras
+
+        phantom, volume, points = self._phantomWithPoints()
+        markups = logic.addObject(volume, "bean")
+        session, obj = logic.controller.find(markups)
+        with session.batch():
+            for p in points:
+                markups.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(p)))
+        return phantom, volume, points, markups, session, obj
+
     def _phantomWithPoints(self):
         from weaknet.phantoms import make_phantom
         from weaknet.sampling import sample_surface_points
@@ -670,15 +684,9 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Live template on an oblique phantom")
         logic = WeakNetSlicerLogic()
         logic.ensureDependencies()
-        from weaknet.coords import lps_to_ras
         from weaknet.template import fit_template
 
-        phantom, volume, points = self._phantomWithPoints()
-        markups = logic.addObject(volume, "bean")
-        session, obj = logic.controller.find(markups)
-        with session.batch():
-            for p in points:
-                markups.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(p)))
+        phantom, volume, points, markups, session, obj = self._annotatedBean(logic)
         exported = session.template_mask(obj)
         reference = fit_template(points, phantom.image.geometry).mask
         self.assertEqual((exported != reference).sum(), 0)
@@ -725,16 +733,10 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
         logic = WeakNetSlicerLogic()
         logic.ensureDependencies(training=True)
         from weaknet.config import TrainConfig
-        from weaknet.coords import lps_to_ras
         from WeakNetSlicerLib.process import train_process
         from WeakNetSlicerLib.training import DATASET_FILE
 
-        phantom, volume, points = self._phantomWithPoints()
-        markups = logic.addObject(volume, "bean")
-        session, obj = logic.controller.find(markups)
-        with session.batch():
-            for p in points:
-                markups.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(p)))
+        phantom, volume, points, markups, session, obj = self._annotatedBean(logic)
         folder = pathlib.Path(tempfile.mkdtemp(prefix="WeakNetSlicerTest-"))
         self.assertEqual(logic.addToTrainingSet(volume, folder / "training", "CT"), 1)
         tiny = TrainConfig(epochs=1, steps_per_epoch=2, batch_size=1, patch=(16, 16, 16), base_channels=4, depth=2,
