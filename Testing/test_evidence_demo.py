@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import csv
 
+import pytest
+
 from weaknet.demo import run_demo
 
 
+@pytest.mark.slow
 def test_quick_demo_claims_and_report(tmp_path):
     exp = run_demo(tmp_path / "demo", mode="quick", device="cpu", progress=lambda m: None, show_training=False)
     h = exp.report["headline"]
