@@ -111,12 +111,6 @@ class TrainConfig:
             raise InputError("the U-Net shape is planned from the dataset: call weaknet.plan.plan_training first")
         return NetConfig(self.base_channels, self.depth, self.res_units, self.norm)
 
-    @property
-    def planned(self) -> bool:
-        """True when no planned field is left unset."""
-        return all(getattr(self, f.name) is not None for f in fields(self) if f.metadata["planned"]
-                   and f.name != "budget_minutes")
-
     def validate(self) -> None:
         """Raise :class:`InputError` for a setting outside its bounds or one that cannot work together."""
         for f in fields(self):

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .checkpoint import (CHECKPOINT, LOG, MODEL_FORMAT, MODEL_JSON, WEIGHTS, ModelError, append_log,
-                         load_checkpoint, save_torch, save_weights, write_json)
+                         load_checkpoint, load_weights, save_torch, save_weights, write_json)
 from .config import TrainConfig
 from .dataset import Dataset, read_dataset
 from .device import autocast, resolve_device
@@ -306,8 +306,6 @@ class Trainer:
     def finish(self) -> list[str]:
         """After the last epoch: load the best weights, check them against the training targets, and write the
         final model.json (with any warnings). Returns the warnings."""
-        from .checkpoint import load_weights
-
         self.pair.load_state_dict(load_weights(self.out, None))
         crops = [_Crop(x, self.config.patch) for x in self.data.prepared.training[:8]]
         agreement = mean_iou(self.pair.core, crops, self.config, self.device)

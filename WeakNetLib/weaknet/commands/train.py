@@ -42,13 +42,12 @@ def add_config_arguments(p: argparse.ArgumentParser, skip: tuple[str, ...] = ())
                             + (f"; one of {', '.join(meta['choices'])}" if meta["choices"] else ""))
 
 
-def config_from_args(args, base=None):
-    """A TrainConfig: ``base`` (default: TrainConfig()) with every flag the user gave applied."""
+def config_from_args(args):
+    """The library's TrainConfig defaults with every flag the user gave applied."""
     from ..config import TrainConfig, config_fields
 
-    base = base or TrainConfig()
     given = {f.name: getattr(args, f.name, None) for f in config_fields()}
-    cfg = base.with_overrides(**given)
+    cfg = TrainConfig().with_overrides(**given)
     cfg.validate()
     return cfg
 
