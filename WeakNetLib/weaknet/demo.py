@@ -43,13 +43,27 @@ PLANS = {
 def run_demo(output: str | Path = "weaknet-demo", mode: str = "quick", device: str = "auto", seed: int = 0,
              modality: str = "CT", progress: Callable[[str], None] = print, show_training: bool = True):
     """Run the demo into ``output``; returns the :class:`~weaknet.experiment.Experiment` (``.report`` filled)."""
+    import torch
+
     from .errors import InputError
+
+    if mode not in PLANS:
+        raise InputError(f"unknown demo mode {mode!r}; use {' or '.join(PLANS)}")
+    # one torch thread: the same numbers on every machine (float sums differ with the thread count, and the
+    # demo's margins are small), and no slow-down from oversubscribed cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _run(output, mode, device, seed, modality, progress, show_training)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(output, mode, device, seed, modality, progress, show_training):
     from .experiment import ExperimentConfig, run_experiment
     from .phantoms import write_phantom_set
     from .train import TrainConfig
 
-    if mode not in PLANS:
-        raise InputError(f"unknown demo mode {mode!r}; use {' or '.join(PLANS)}")
     plan = PLANS[mode]
     out = Path(output)
     t0 = time.perf_counter()
