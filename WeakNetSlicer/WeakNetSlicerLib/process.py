@@ -350,13 +350,14 @@ def predict_process(model_dir: str | Path, image: str | Path, output: str | Path
 
 def apply_model_process(scene, model_dir: str | Path, volume_node, gamma: float | None = None,
                         device: str = "auto", modality: str | None = None, name: str | None = None,
-                        segmentation_node=None, segment_name: str | None = None, python: str | None = None,
-                        entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
+                        segmentation_node=None, segment_name: str | None = None, surface: bool = True,
+                        python: str | None = None, entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
     """Segment a volume node out of process: the node's image is written to a temporary folder, ``weaknet
     predict`` segments it, and :meth:`ProcessRun.poll` adds the mask as a segment
     (:func:`~WeakNetSlicerLib.training.add_prediction`: a new segmentation node, or the user's
-    ``segmentation_node`` / ``segment_name``). Once done, the run's ``output`` is (segmentation node,
-    warnings), as :func:`~WeakNetSlicerLib.training.apply_model` returns in process."""
+    ``segmentation_node`` / ``segment_name``; ``surface`` False: no closed surface, the slice views only).
+    Once done, the run's ``output`` is (segmentation node, warnings), as
+    :func:`~WeakNetSlicerLib.training.apply_model` returns in process."""
     import tempfile
 
     from weaknet.volume import read_volume, write_volume
@@ -370,7 +371,8 @@ def apply_model_process(scene, model_dir: str | Path, volume_node, gamma: float 
 
     def add(run: ProcessRun):
         mask = read_volume(run.result["masks"][0])
-        return add_prediction(scene, model_dir, volume_node, mask, name, segmentation_node, segment_name), warnings
+        return (add_prediction(scene, model_dir, volume_node, mask, name, segmentation_node, segment_name, surface),
+                warnings)
 
     return predict_process(model_dir, image, folder / "mask.nrrd", gamma, device, on_done=add, scratch=folder,
                            python=python, entry=entry)

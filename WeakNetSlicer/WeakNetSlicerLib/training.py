@@ -171,6 +171,7 @@ class TrainingController:
         self.job: TrainingJobLike | None = None
         self.progress = TrainingProgress()
         self.prediction = None
+        self.apply_run = None
         self._total_steps = 0
 
     # ------------------------------------------------------------------------------------- settings
@@ -295,18 +296,40 @@ class TrainingController:
             p.message = "training failed: " + str(e.get("message") or e.get("error") or "see the log")
 
     # ------------------------------------------------------------------------------------ the model
-    def apply(self, scene, model_dir: str | Path, volume_node, gamma: float | None = None,
-              device: str | None = None, modality: str | None = None):
-        """Segment a volume with a model → (segmentation node, warnings); ``gamma`` None: the model's,
-        ``device`` None: TrainConfig's. The previous prediction made here is replaced
-        (:meth:`remove_prediction`)."""
+    def start_apply(self, scene, model_dir: str | Path, volume_node, gamma: float | None = None,
+                    device: str | None = None, modality: str | None = None, surface: bool = True):
+        """Segment a volume with a model out of process (``weaknet predict --progress-lines`` in a child, see
+        :func:`~WeakNetSlicerLib.process.apply_model_process`); returns the run at once. ``gamma`` None: the
+        model's, ``device`` None: TrainConfig's; ``surface`` False: the result is shown in the slice views only
+        (a big segment's closed surface costs seconds a frame on a software renderer). The previous
+        prediction (or a running one) is removed first; :meth:`poll_apply` takes the result in."""
+        from .process import apply_model_process
+
         self.remove_prediction()
-        self.prediction, warnings = apply_model(scene, model_dir, volume_node, gamma=gamma,
-                                                device=device or TrainConfig().device, modality=modality)
-        return self.prediction, warnings
+        self.apply_run = apply_model_process(scene, model_dir, volume_node, gamma=gamma,
+                                             device=device or TrainConfig().device, modality=modality,
+                                             surface=surface)
+        return self.apply_run
+
+    def poll_apply(self):
+        """The running (or last) apply run after reading its new events, or None; once it is done its
+        segmentation node is :attr:`prediction` (``run.output`` = (node, warnings))."""
+        run = self.apply_run
+        if run is not None:
+            run.poll()
+            if run.state == TrainingState.DONE and run.output is not None and self.prediction is None:
+                self.prediction = run.output[0]
+        return run
+
+    @property
+    def applying(self) -> bool:
+        return self.apply_run is not None and not self.apply_run.finished
 
     def remove_prediction(self) -> None:
-        """Take the last prediction's segmentation node out of its scene."""
+        """Cancel a running apply and take the last prediction's segmentation node out of its scene."""
+        if self.applying:
+            self.apply_run.cancel()
+        self.apply_run = None
         node, self.prediction = self.prediction, None
         scene = node.GetScene() if node is not None else None
         if scene is not None and scene.IsNodePresent(node):
@@ -368,8 +391,9 @@ def apply_model(scene, model_dir: str | Path, volume_node, gamma: float | None =
 
 
 def add_prediction(scene, model_dir: str | Path, volume_node, mask: Volume, name: str | None = None,
-                   segmentation_node=None, segment_name: str | None = None):
-    """A model's mask (on the volume's grid) as a segment, shown in 3D too: by default in a new segmentation
+                   segmentation_node=None, segment_name: str | None = None, surface: bool = True):
+    """A model's mask (on the volume's grid) as a segment, shown in 3D too (``surface``; False: the slice views
+    only, no closed surface is built): by default in a new segmentation
     node, in one segment named after the model's label. With ``segmentation_node`` (the user's own) the mask
     goes into its segment called ``segment_name`` (default: the label): an existing one keeps its ID, colour
     and terminology and only its voxels are replaced; other segments are untouched. Returns the node."""
@@ -384,7 +408,10 @@ def add_prediction(scene, model_dir: str | Path, volume_node, mask: Volume, name
     existing = seg.GetSegmentation().GetSegmentIdBySegmentName(label)
     nodes.set_segment(seg, existing or _free_segment_id(seg, "weaknet_prediction"), label, (0.3, 0.8, 0.4),
                       mask.array, mask.geometry)
-    seg.CreateClosedSurfaceRepresentation()  # shown in 3D too
+    if surface:
+        seg.CreateClosedSurfaceRepresentation()  # shown in 3D too
+    elif seg.GetDisplayNode() is not None:
+        seg.GetDisplayNode().SetVisibility3D(False)
     seg.SetAttribute("WeakNet.Model", str(Path(model_dir).resolve()))
     return seg
 

@@ -127,6 +127,10 @@ class AnnotatorApp(TrameApp):
         ctrl.start_training = guard(t.start)
         ctrl.cancel_training = guard(t.cancel)
         ctrl.apply_model = guard(t.apply)
+        ctrl.cancel_apply = guard(t.cancel_apply)
+        ctrl.remove_prediction = guard(t.remove_prediction)
+        s.change("prediction_visible")(guard(lambda prediction_visible, **_:
+                                             t.set_prediction_visible(prediction_visible)))
         ctrl.refresh_models = guard(lambda: setattr(s, "models", t.list_models()))
         self.server.trigger("weaknet_upload")(guard(self.upload_chunk))
         self.server.trigger("weaknet_upload_refused")(guard(self.upload_refused))

@@ -30,7 +30,8 @@ class TrainingPanel:
     """State it writes: ``train_<field>`` (the form, "" = default), ``train_placeholders`` (the defaults by
     field), ``train_modality`` (None until chosen), ``train_cases``, ``train_state``
     (idle|running|done|cancelled|failed), ``train_progress`` (0–100), ``train_message``, ``loss_curve``,
-    ``models`` (model folders under the data root), ``model_choice``, ``prediction_message``."""
+    ``models`` (model folders under the data root), ``model_choice``; of applying a model: ``prediction_state``
+    (idle|running|done|cancelled|failed), ``prediction_message``, ``prediction_present``, ``prediction_visible``."""
 
     def __init__(self, app):
         from WeakNetSlicerLib.training import TrainingController
@@ -53,6 +54,10 @@ class TrainingPanel:
         s.models = self.list_models()
         s.model_choice = s.models[-1] if s.models else None
         s.prediction_message = ""
+        s.prediction_state = "idle"
+        s.prediction_present = False
+        s.prediction_visible = True
+        self._started = 0.0
 
     def folder(self):
         return self.app.data_root.resolve(TRAINING)
@@ -117,20 +122,77 @@ class TrainingPanel:
         return found
 
     def apply(self) -> None:
-        """Segment the open volume with the chosen model; shown beside the template (green)."""
+        """Segment the open volume with the chosen model in a child process (``weaknet predict``): returns at
+        once, the page stays responsive; the run is polled and the result shown in the slice views (green,
+        no 3D surface: a big segment's surface costs seconds a frame on a software renderer)."""
         session = self.app.annotation.require()
         if not self.state.model_choice:
             raise InputError("no model chosen: train one first (or copy one under models/)")
+        if self.controller.applying:
+            raise InputError("a model is already being applied; cancel it first")
         model_dir = self.app.data_root.resolve(self.state.model_choice, must_exist=True)
         chosen = self.controller.parse({"gamma": self.state[form_key("gamma")],
                                         "device": self.state[form_key("device")]})
-        _, warnings = self.controller.apply(self.app.slicer.scene, model_dir, session.volume_node,
-                                            gamma=chosen["gamma"], device=chosen["device"],
-                                            modality=self.state.train_modality)
-        message = f"model {self.state.model_choice} applied (green)"
-        self.state.prediction_message = "; ".join([message] + warnings)
-        self.app.changed()
+        self.controller.start_apply(self.app.slicer.scene, model_dir, session.volume_node, gamma=chosen["gamma"],
+                                    device=chosen["device"], modality=self.state.train_modality, surface=False)
+        self._started = time.monotonic()
+        self._show_apply()
+        from trame.app import asynchronous
+
+        asynchronous.create_task(self._follow_apply())
+
+    def cancel_apply(self) -> None:
+        if not self.controller.applying:
+            raise InputError("no model is being applied")
+        self.remove_prediction()
+
+    async def _follow_apply(self) -> None:
+        run = self.controller.apply_run
+        while run is self.controller.apply_run and run is not None:
+            await asyncio.sleep(POLL_S)
+            if run is not self.controller.apply_run:
+                return
+            self.controller.poll_apply()
+            self._show_apply()
+            if run.finished:
+                self.app.changed()
+                return
+
+    def _show_apply(self) -> None:
+        """Mirror the apply run into ``prediction_state``, ``prediction_message`` and ``prediction_present``."""
+        run, node = self.controller.apply_run, self.controller.prediction
+        with self.state:
+            s = self.state
+            s.prediction_state = str(run.state) if run is not None else "idle"
+            s.prediction_present = node is not None
+            if node is not None:
+                self.set_prediction_visible(s.prediction_visible)
+            name = self.state.model_choice
+            if run is None:
+                s.prediction_message = ""
+            elif run.state == "running":
+                s.prediction_message = f"applying {name}: {run.message} ({time.monotonic() - self._started:.0f} s)"
+            elif run.state == "done":
+                warnings = run.output[1] if run.output else []
+                s.prediction_message = "; ".join([f"model {name} applied (green) in "
+                                                  f"{time.monotonic() - self._started:.0f} s"] + list(warnings))
+            else:
+                s.prediction_message = f"apply {run.state}: {run.error or run.message}"
+
+    def set_prediction_visible(self, visible: bool) -> None:
+        """Show or hide the prediction in the views (it stays in the scene)."""
+        node = self.controller.prediction
+        display = node.GetDisplayNode() if node is not None else None
+        if display is not None and bool(display.GetVisibility()) != bool(visible):
+            display.SetVisibility(bool(visible))
+            self.app.changed()
 
     def remove_prediction(self) -> None:
+        """Cancel a running apply and take the prediction out of the scene."""
+        had = self.controller.prediction is not None or self.controller.applying
         self.controller.remove_prediction()
-
+        self.state.prediction_present = False
+        if had:
+            self.state.prediction_state = "idle"
+            self.state.prediction_message = ""
+            self.app.changed()

@@ -161,5 +161,15 @@ def _training_panel(ctrl) -> None:
         v.VSelect(v_model=("model_choice",), items=("models",), label="Model", density="compact",
                   hide_details=True)
         v.VBtn(icon="mdi-refresh", click=ctrl.refresh_models, size="small", variant="text")
-        v.VBtn("Apply", click=ctrl.apply_model, size="small", raw_attrs=['data-testid="apply-model"'])
-    html.Div("{{ prediction_message }}", classes="text-caption")
+        v.VBtn("Apply", click=ctrl.apply_model, size="small", disabled=("prediction_state === 'running'",),
+               raw_attrs=['data-testid="apply-model"'])
+    v.VProgressLinear(v_if=("prediction_state === 'running'",), indeterminate=True, height=4, color="success",
+                      classes="my-1", raw_attrs=['data-testid="apply-progress"'])
+    html.Div("{{ prediction_message }}", classes="text-caption", raw_attrs=['data-testid="prediction-message"'])
+    with html.Div(classes="d-flex ga-1 align-center", v_if=("prediction_present || prediction_state === 'running'",)):
+        v.VSwitch(v_model=("prediction_visible",), label="Show prediction", density="compact", hide_details=True,
+                  color="success", disabled=("!prediction_present",), raw_attrs=['data-testid="prediction-visible"'])
+        v.VBtn("Cancel", click=ctrl.cancel_apply, size="small", v_if=("prediction_state === 'running'",),
+               raw_attrs=['data-testid="cancel-apply"'])
+        v.VBtn("Remove", click=ctrl.remove_prediction, size="small", prepend_icon="mdi-delete",
+               v_if=("prediction_present",), raw_attrs=['data-testid="remove-prediction"'])
