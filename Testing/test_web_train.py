@@ -36,6 +36,7 @@ def trained(tmp_path_factory):
     # volume in specks, a closed surface of ~0.6 M triangles (the case that made every render slow)
     noise = np.random.default_rng(0).uniform(-400, 700, (40, 80, 80)).astype(np.float32)
     write_volume(Volume(noise, Geometry.create((80, 80, 40), (1.0, 1.0, 2.0))), root / "noise.nrrd")
+    write_volume(phantom.image.like((phantom.image.array + 1000).clip(0)), root / "mr" / "mri.nrrd")
     with testing.chromium() as browser, \
             testing.running_server(root, volume="small.nrrd", log_path=tmp / "server.log") as server:
         page = server.open_page(browser)
@@ -43,8 +44,10 @@ def trained(tmp_path_factory):
         _click(page, "load-points_file")
         page.wait_state("status", "v.includes('template fitted through 12 points')")
 
+        guessed = page.state("train_modality"), page.state("train_modality_hint")
+        page.set_state("train_modality", None)
         _click(page, "add-training")
-        page.wait_state("error_message", "v.includes('choose the modality')")  # never guessed
+        page.wait_state("error_message", "v.includes('choose the modality')")
         refused = page.state("error_message")
         page.set_state("train_modality", "CT")
         _click(page, "add-training")
@@ -58,19 +61,31 @@ def trained(tmp_path_factory):
         page.wait_state("train_state", "v === 'done' || v === 'failed'", timeout_ms=150000)
         shown = {k: page.state(k) for k in ("train_state", "train_message", "train_progress", "loss_curve",
                                             "model_choice", "error_count")}
-        shown["refused"] = refused
+        shown["refused"], shown["guessed"] = refused, guessed
         yield page, server, root, browser, shown
         server.check_alive()
 
 
 def test_train_from_the_page(trained):
     page, _, root, _, shown = trained
-    assert "choose the modality" in shown["refused"]
+    assert shown["guessed"][0] == "CT" and "Hounsfield" in shown["guessed"][1]  # from the phantom's −415
+    assert "choose the modality" in shown["refused"]  # without one (and no set yet)
     assert (root / "training" / "DATASET.json").is_file()
     assert shown["train_state"] == "done", shown["train_message"]
     assert shown["train_progress"] == 100
     assert len(shown["loss_curve"]) == 4  # 2 epochs × 2 steps, plotted live
     assert shown["model_choice"] and (root / shown["model_choice"] / "model.json").is_file()
+
+
+def _open(page, name: str) -> None:
+    """Open a volume of the data root's list from the page (nothing when it is the open one)."""
+    if page.state("volume_name") == name:
+        return
+    errors = page.state("error_count")
+    page.set_state("volume_choice", name)
+    _click(page, "open-volume")
+    page.wait_state("volume_name", lambda v: v == name or page.state("error_count") > errors)
+    assert page.state("error_count") == errors, page.state("error_message")
 
 
 def _green(page) -> float:
@@ -93,9 +108,7 @@ def test_apply_off_the_event_loop_hide_remove(trained):
     """Issue 13.4: Apply runs out of process (a second tab is answered at once meanwhile), shows progress;
     the prediction shows in the slice views, does not slow the renders, and can be hidden and removed."""
     page, server, _, browser, _ = trained
-    page.set_state("volume_choice", "noise.nrrd")
-    _click(page, "open-volume")
-    page.wait_state("volume_name", "v === 'noise.nrrd'")
+    _open(page, "noise.nrrd")
     views = [v for v in page.page.evaluate("() => Array.from(document.querySelectorAll('[data-view]'))"
                                            ".map(e => e.getAttribute('data-view'))")]
     assert len(views) == 4
@@ -157,3 +170,42 @@ def test_cancel_a_long_training(trained):
     page.wait_state("train_state", "v === 'cancelled'", timeout_ms=60000)
     assert page.state("error_count") == errors, page.state("error_message")
     server.check_alive()
+
+
+def test_training_set_stable_names_and_modality(trained):
+    """Issue 13.7: re-adding a volume after it was opened again replaces its case (no duplicate); an MRI is
+    guessed as MRI; a set holding another modality is relabelled or a new set started from the page."""
+    from weaknet.dataset import read_dataset
+
+    page, _, root, _, _ = trained
+    for name in ("noise.nrrd", "small.nrrd"):  # small.nrrd again: a new volume node (another MRML id)
+        _open(page, name)
+    page.wait_state("status", "v.includes('reopened')")
+    page.set_state("train_set", "training")
+    _click(page, "add-training")
+    page.wait_state("info_message", "v.includes('training set: 1 volume(s)')")
+    assert [p.name for p in (root / "training" / "images").iterdir()] == ["small.nrrd"]
+
+    _open(page, "mr/mri.nrrd")
+    assert page.state("train_modality") == "MRI", page.state("train_modality_hint")
+    page.set_state("points_file", "pts.mrk.json")
+    _click(page, "load-points_file")
+    page.wait_state("status", "v.includes('template fitted through 12 points')")
+    _click(page, "add-training")  # training/ holds CT: asked
+    page.wait_state("modality_conflict_visible", "v === true")
+    assert "holds 1 CT volume(s)" in page.page.locator('[data-testid="modality-dialog"]').inner_text()
+    _click(page, "modality-new-set")
+    page.wait_state("train_set", "v === 'training/MRI'")
+    page.wait_state("train_cases", "v === 1")
+    assert read_dataset(root / "training" / "MRI" / "DATASET.json").modality == "MRI"
+    assert "training/MRI" in page.state("train_sets")
+    page.page.locator('[data-testid="modality-dialog"]').wait_for(state="hidden")
+
+    page.set_state("train_set", "training")  # the CT set's volumes were MRI after all: relabelled
+    page.wait_state("train_set_info", "v.includes('CT')")
+    _click(page, "add-training")
+    page.wait_state("modality_conflict_visible", "v === true")
+    _click(page, "modality-relabel")
+    page.wait_state("train_cases", "v === 2")
+    dataset = read_dataset(root / "training" / "DATASET.json")
+    assert dataset.modality == "MRI" and sorted(c.image.name for c in dataset.training) == ["mri.nrrd", "small.nrrd"]

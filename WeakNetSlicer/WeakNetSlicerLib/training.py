@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Protocol
 
@@ -21,7 +21,7 @@ import numpy as np
 from weaknet.config import TrainConfig, parse_setting
 from weaknet.dataset import MODALITIES, Case, normalize_modality, read_dataset, write_dataset
 from weaknet.errors import InputError
-from weaknet.filenames import safe_stem
+from weaknet.filenames import safe_stem, split_suffix, unique_stem
 from weaknet.progress import TrainingState, state_after, steps_done, total_steps
 from weaknet.volume import Volume, write_volume
 
@@ -67,9 +67,13 @@ class TrainingSet:
                                  "folder for another modality")
             self.cases = list(ds.training)
 
-    def add(self, volume_node, segmentation_node, segment_ids: list[str] | None = None) -> Case:
+    def add(self, volume_node, segmentation_node, segment_ids: list[str] | None = None,
+            stem: str | None = None) -> Case:
         """Add (or replace) one volume: its image and the union of its template segments (all, or
-        ``segment_ids``) as a template mask. Raises :class:`InputError` when the templates are empty."""
+        ``segment_ids``) as a template mask, in ``images/<stem>.nrrd`` and ``templates/<stem>.nrrd``.
+        ``stem`` (default :func:`volume_stem`) is stable across sessions, so adding the same volume again
+        (after the scene or the server was restarted) replaces its case. Raises :class:`InputError` when the
+        templates are empty."""
         ids = segment_ids or list(segmentation_node.GetSegmentation().GetSegmentIDs())
         mask = np.zeros(nodes.volume_geometry(volume_node).shape, np.uint8)
         for sid in ids:
@@ -80,7 +84,7 @@ class TrainingSet:
             raise InputError(f"volume '{volume_node.GetName()}' has no template yet: place at least 4 points on "
                              "the object's surface first")
         image = nodes.node_volume(volume_node)
-        stem = _file_stem(volume_node)
+        stem = stem or volume_stem(volume_node)
         image_path = write_volume(image, self.folder / "images" / f"{stem}.nrrd")
         template_path = write_volume(Volume(mask, image.geometry), self.folder / "templates" / f"{stem}.nrrd")
         case = Case(image=image_path.resolve(), template=template_path.resolve())
@@ -90,7 +94,8 @@ class TrainingSet:
     def add_session(self, session: AnnotationSession, object_names: list[str] | None = None) -> Case:
         """Add a session's volume with the templates of all (or the named) objects."""
         objects = [session.object(n) for n in object_names] if object_names else session.objects
-        return self.add(session.volume_node, session.segmentation_node, [o.segment_id for o in objects])
+        stem = session.autosave_dir.name if session.autosave_dir is not None else None  # one per volume file
+        return self.add(session.volume_node, session.segmentation_node, [o.segment_id for o in objects], stem)
 
     def write(self) -> Path:
         """Write DATASET.json; raises :class:`InputError` when no volume was added."""
@@ -107,10 +112,11 @@ def build_training_set(scene, folder: str | Path, modality: str, name: str = "we
     Raises :class:`InputError` when the scene has no annotated volume (no template with voxels).
     """
     training = TrainingSet(folder, modality, name)
-    skipped = []
+    skipped, stems = [], []
     for volume, seg in annotated_volumes(scene):
+        stems.append(unique_stem(volume_stem(volume), stems))
         try:
-            training.add(volume, seg)
+            training.add(volume, seg, stem=stems[-1])
         except InputError as exc:
             skipped.append(str(exc))
     if not training.cases:
@@ -211,15 +217,6 @@ class TrainingController:
         training.add_session(session)
         training.write()
         return len(training.cases)
-
-    @staticmethod
-    def count_cases(folder: str | Path) -> int:
-        """Volumes in the training set in ``folder`` (0 when there is none or it cannot be read)."""
-        path = Path(folder) / DATASET_FILE
-        try:
-            return len(read_dataset(path).training) if path.is_file() else 0
-        except InputError:
-            return 0
 
     # -------------------------------------------------------------------------------------- the run
     @property
@@ -424,5 +421,41 @@ def _free_segment_id(segmentation_node, base: str) -> str:
     return candidate
 
 
-def _file_stem(volume_node) -> str:
-    return f"{safe_stem(volume_node.GetName(), 'volume')}_{safe_stem(volume_node.GetID(), 'node')}"
+def volume_stem(volume_node) -> str:
+    """A volume's name in a training set: its file's stem (else its node name) made safe; the same after the
+    volume is loaded again (an MRML node id is not)."""
+    source = nodes.node_file(volume_node)
+    return safe_stem(split_suffix(source.name)[0] if source is not None else volume_node.GetName(), "volume")
+
+
+def suggest_modality(volume_node) -> tuple[str, str]:
+    """A guess of a volume's modality, one of :data:`weaknet.dataset.MODALITIES`, and why (for the panel to
+    show beside a choice the user can change): a TIFF file is microscopy (EM); intensities below −100 are
+    CT's Hounsfield units (air is −1000); anything else is taken for MRI (non-negative intensities)."""
+    source = nodes.node_file(volume_node)
+    if source is not None and source.name.lower().endswith((".tif", ".tiff")):
+        return "EM", "a TIFF file (microscopy)"
+    lowest = float(np.min(nodes.volume_array(volume_node)))
+    if lowest < -100:
+        return "CT", f"intensities down to {lowest:.0f}, as CT's Hounsfield units"
+    return "MRI", f"no intensity below {max(lowest, 0):.0f} (not Hounsfield units)"
+
+
+def dataset_modality(folder: str | Path) -> tuple[str | None, int]:
+    """(modality, number of volumes) of the training set in ``folder``; (None, 0) when there is none."""
+    path = Path(folder) / DATASET_FILE
+    if not path.is_file():
+        return None, 0
+    ds = read_dataset(path)
+    return ds.modality, len(ds.training)
+
+
+def relabel_modality(folder: str | Path, modality: str) -> int:
+    """Change the modality recorded in the training set in ``folder`` (its images were of another one than
+    chosen when it was made); returns its number of volumes. Raises :class:`InputError` when there is none."""
+    path = Path(folder) / DATASET_FILE
+    if not path.is_file():
+        raise InputError(f"no training set in {Path(folder).name}/ to relabel")
+    ds = read_dataset(path)
+    write_dataset(path, replace(ds, modality=normalize_modality(modality)))
+    return len(ds.training)

@@ -124,6 +124,8 @@ class AnnotatorApp(TrameApp):
         ctrl.load_labelmap = guard(lambda: self.load_segmentation("label_file"))
         t = self.training
         ctrl.add_to_training_set = guard(t.add_to_training_set)
+        ctrl.resolve_conflict = guard(t.resolve_conflict)
+        s.change("train_set")(guard(lambda **_: t.set_changed()))
         ctrl.start_training = guard(t.start)
         ctrl.cancel_training = guard(t.cancel)
         ctrl.apply_model = guard(t.apply)
@@ -205,6 +207,7 @@ class AnnotatorApp(TrameApp):
             self.state.seg_file = f"{stem}/templates.seg.nrrd"
             self.state.label_file = f"{stem}/templates_label.nii.gz"
         self.annotation.open(self.volume_node)
+        self.training.volume_opened(self.volume_node)
 
     def set_display_range(self, lo: float, hi: float) -> None:
         """Window/level as the displayed intensity range [lo, hi]."""

@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from weaknet.config import DEVICES
-from weaknet.dataset import MODALITIES
+from weaknet.dataset import MODALITIES, normalize_modality
 from weaknet.errors import InputError
 
 TRAINING = "training"
@@ -28,7 +28,9 @@ def form_key(name: str) -> str:
 
 class TrainingPanel:
     """State it writes: ``train_<field>`` (the form, "" = default), ``train_placeholders`` (the defaults by
-    field), ``train_modality`` (None until chosen), ``train_cases``, ``train_state``
+    field), ``train_modality`` (guessed from each opened volume, ``train_modality_hint`` says why), ``train_set``
+    (the set's folder, ``training`` or under it) with ``train_sets``, ``train_set_info`` and ``train_cases``,
+    ``modality_conflict(_visible)`` (the dialog when the set holds another modality), ``train_state``
     (idle|running|done|cancelled|failed), ``train_progress`` (0–100), ``train_message``, ``loss_curve``,
     ``models`` (model folders under the data root), ``model_choice``; of applying a model: ``prediction_state``
     (idle|running|done|cancelled|failed), ``prediction_message``, ``prediction_present``, ``prediction_visible``."""
@@ -41,12 +43,19 @@ class TrainingPanel:
         self.controller = TrainingController()
         s = self.state
         s.train_modality = None
+        s.train_modality_hint = ""
         s.train_modalities = list(MODALITIES)
+        s.train_set = TRAINING
+        s.train_sets = self.list_sets()
+        s.modality_conflict = ""  # why the chosen modality does not fit the chosen set (a dialog asks)
+        s.modality_conflict_visible = False
         s.train_placeholders = self.controller.placeholders()
         for name in s.train_placeholders:
             s[form_key(name)] = ""
         s.train_devices = list(DEVICES)
-        s.train_cases = self.controller.count_cases(self.folder())
+        s.train_cases = 0
+        s.train_set_info = ""
+        self.set_changed()
         s.train_state = str(self.controller.progress.state)
         s.train_progress = 0
         s.train_message = ""
@@ -60,18 +69,81 @@ class TrainingPanel:
         self._started = 0.0
 
     def folder(self):
-        return self.app.data_root.resolve(TRAINING)
+        """The chosen training set's folder: ``training/`` or a folder under it (``state.train_set``)."""
+        relative = str(self.state.train_set or TRAINING).strip().strip("/")
+        if relative.split("/", 1)[0] != TRAINING:
+            raise InputError(f"{relative!r}: a training set lives in {TRAINING}/ or a folder under it, "
+                             f"e.g. {TRAINING}/MRI")
+        return self.app.data_root.resolve(relative)
+
+    def list_sets(self) -> list[str]:
+        """``training`` and the folders under it that hold a training set (relative to the data root)."""
+        root = self.app.data_root.resolve(TRAINING)
+        found = [TRAINING] + [self.app.data_root.relative(p.parent) for p in sorted(root.glob("*/DATASET.json"))]
+        return list(dict.fromkeys(found))
+
+    def set_changed(self) -> None:
+        """Show the chosen set's size and modality (``train_cases``, ``train_set_info``)."""
+        from WeakNetSlicerLib.training import dataset_modality
+
+        try:
+            modality, count = dataset_modality(self.folder())
+        except InputError as exc:
+            modality, count = None, 0
+            self.state.train_set_info = str(exc)
+        else:
+            self.state.train_set_info = f"{count} volume(s), {modality}" if modality else "new (empty)"
+        self.state.train_cases = count
+
+    def volume_opened(self, volume_node) -> None:
+        """Pre-select the modality guessed from the newly opened volume (the user can change it)."""
+        from WeakNetSlicerLib.training import suggest_modality
+
+        modality, why = suggest_modality(volume_node)
+        with self.state:
+            self.state.train_modality = modality
+            self.state.train_modality_hint = f"{modality} guessed: {why}; change it if wrong"
 
     def overrides(self) -> dict:
         """The form's values as TrainConfig overrides (an empty field: the default)."""
         return {name: self.state[form_key(name)] for name in self.state.train_placeholders}
 
     def add_to_training_set(self) -> None:
-        """Add the open volume with its templates (all objects) to ``<data root>/training``."""
-        count = self.controller.add_to_training_set(self.folder(), self.app.annotation.require(),
-                                                    self.state.train_modality)
-        self.state.train_cases = count
-        self.app.inform(f"training set: {count} volume(s) in {TRAINING}/")
+        """Add the open volume with its templates (all objects) to the chosen set; when the set holds another
+        modality, ask first (``modality_conflict_visible``): relabel the set, or start a new one."""
+        from WeakNetSlicerLib.training import dataset_modality
+
+        folder, chosen = self.folder(), self.state.train_modality
+        existing, count = dataset_modality(folder)
+        if chosen and existing and normalize_modality(chosen) != existing:
+            name = self.app.data_root.relative(folder)
+            with self.state:
+                self.state.modality_conflict = (f"{name}/ holds {count} {existing} volume(s); this one is "
+                                                f"{normalize_modality(chosen)}.")
+                self.state.modality_conflict_visible = True
+            return
+        self._add(folder)
+
+    def _add(self, folder) -> None:
+        count = self.controller.add_to_training_set(folder, self.app.annotation.require(), self.state.train_modality)
+        name = self.app.data_root.relative(folder)
+        with self.state:
+            self.state.train_sets = self.list_sets()
+            self.set_changed()
+        self.app.inform(f"training set: {count} volume(s) in {name}/")
+
+    def resolve_conflict(self, how: str) -> None:
+        """The user's answer to the modality dialog: ``relabel`` (the set's images were of the chosen modality
+        all along) or ``new`` (add to ``training/<modality>`` instead)."""
+        from WeakNetSlicerLib.training import relabel_modality
+
+        self.state.modality_conflict_visible = False
+        modality = normalize_modality(self.state.train_modality)
+        if how == "relabel":
+            relabel_modality(self.folder(), modality)
+        else:
+            self.state.train_set = f"{TRAINING}/{modality}"
+        self._add(self.folder())
 
     def start(self) -> None:
         """Train on the training set in the background; progress arrives by polling."""

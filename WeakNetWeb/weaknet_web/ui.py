@@ -133,11 +133,28 @@ def _files_panel(ctrl) -> None:
 def _training_panel(ctrl) -> None:
     html.Div("Training", classes="text-subtitle-2 mb-1")
     with html.Div(classes="d-flex ga-1 align-center"):
+        v.VCombobox(v_model=("train_set",), items=("train_sets",), label="Training set (folder)", density="compact",
+                    hide_details=True, raw_attrs=['data-testid="train-set"'])
         v.VSelect(v_model=("train_modality",), items=("train_modalities",), label="Modality", density="compact",
-                  hide_details=True)
+                  hide_details=True, style="max-width: 100px", raw_attrs=['data-testid="train-modality"'])
+    html.Div("{{ train_modality_hint }}", classes="text-caption", raw_attrs=['data-testid="modality-hint"'])
+    with html.Div(classes="d-flex ga-1 align-center mb-1"):
         v.VBtn("Add to training set", click=ctrl.add_to_training_set, size="small",
                raw_attrs=['data-testid="add-training"'])
-    html.Div("{{ train_cases }} volume(s) in training/", classes="text-caption mb-1")
+        html.Div("{{ train_set }}/: {{ train_set_info }}", classes="text-caption",
+                 raw_attrs=['data-testid="train-set-info"'])
+    with v.VDialog(v_model=("modality_conflict_visible",), max_width=480):
+        with v.VCard(raw_attrs=['data-testid="modality-dialog"']):
+            v.VCardTitle("Another modality")
+            v.VCardText("{{ modality_conflict }} Were its volumes {{ train_modality }} all along (relabel the set), "
+                        "or start a set of {{ train_modality }} volumes of its own?")
+            with v.VCardActions():
+                v.VSpacer()
+                v.VBtn("Cancel", click="modality_conflict_visible = false", variant="text")
+                v.VBtn("Relabel the set", click=(ctrl.resolve_conflict, "['relabel']"), variant="text",
+                       raw_attrs=['data-testid="modality-relabel"'])
+                v.VBtn("New set", click=(ctrl.resolve_conflict, "['new']"), color="primary", variant="text",
+                       raw_attrs=['data-testid="modality-new-set"'])
     with v.VRow(dense=True):
         for name, label in FORM_FIELDS.items():
             with v.VCol(cols=4):
