@@ -27,6 +27,7 @@ shape), and is redone with a weaker pull if it folds. An update after a click re
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -337,7 +338,9 @@ class ActiveSurface:
     refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch;
     tolerance_mm: an update repeats its steps (up to ``max_update_rounds`` times) until every added or
     moved point lies within this distance of a vertex; bend, tube, sheet: allow the bent-ellipsoid,
-    tube and folded-sheet rest shapes;
+    tube and folded-sheet rest shapes; rest_shape: a callable points (N, 3) → rest shape (V, 3) LPS mm
+    on this icosphere's topology that replaces the built-in kinds (a shape prior, a model's proposal:
+    :mod:`weaknet.shape_prior`, :mod:`weaknet.proposal`);
     passes: fits from scratch run this many times, each later pass regularising towards the previous
     result instead of the ellipsoid (removes the bias of a poor rest shape).
     """
@@ -346,7 +349,8 @@ class ActiveSurface:
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
                  pull: float = 8.0, normal_pull: float = 0.1, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
-                 passes: int = 2, tube: bool = True, sheet: bool = True) -> None:
+                 passes: int = 2, tube: bool = True, sheet: bool = True,
+                 rest_shape: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.unit, self.faces, self._solvers, self._incidence = _operators(
             int(subdivisions), float(alpha), float(beta), tuple(float(t) for t in taus))
         self.iterations = iterations
@@ -360,6 +364,7 @@ class ActiveSurface:
         self.tube = tube
         self.sheet = sheet
         self.passes = passes
+        self.rest_shape = rest_shape
         self.template: np.ndarray | None = None  # the rest shape fitted to the points (ellipsoid or bent)
         self.rest: np.ndarray | None = None  # the regularisation target: template, then the previous pass
         self.vertices: np.ndarray | None = None
@@ -435,7 +440,10 @@ class ActiveSurface:
         three. A tube or sheet newly chosen must not intersect itself (else the next best).
         ``keep``: the current kind, which needs to be only 5 % closer (hysteresis between clicks);
         ``only``: build that kind without comparing (the ellipsoid when it cannot be built).
+        A given ``rest_shape`` callable replaces all kinds ('given').
         """
+        if self.rest_shape is not None:
+            return np.asarray(self.rest_shape(pts), float), None, "given"
         allowed = ("ellipsoid",) + (("bent",) if self.bend else ()) + (("tube",) if self.tube else ()) + (
             ("sheet",) if self.sheet else ())
         if only is not None:

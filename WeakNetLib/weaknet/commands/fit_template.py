@@ -19,6 +19,10 @@ def add_parser(sub):
                    help="semi-implicit steps of each of the two fitting passes (default 60)")
     p.add_argument("--subdivisions", type=int, default=4,
                    help="icosphere subdivisions of the template: 4 = 2,562 vertices (default), 5 = 10,242")
+    p.add_argument("--prior", help="shape prior (.npz from weaknet shape-prior): the fit starts from its mean "
+                                   "shape and modes fitted to the points")
+    p.add_argument("--structure", help="with --prior: the structure these points outline; an error if the "
+                                       "prior is of another one")
     return p
 
 
@@ -42,7 +46,20 @@ def run(args) -> int:
     options = {"subdivisions": args.subdivisions}
     if args.iterations is not None:
         options["iterations"] = args.iterations
+    if args.structure and not args.prior:
+        raise InputError("--structure names the structure of a --prior; pass --prior PRIOR.npz too")
+    rest = None
+    if args.prior:
+        from ..mesh import icosphere
+        from ..shape_prior import PriorRestShape, ShapePrior
+
+        prior = ShapePrior.load(args.prior)
+        prior.check(icosphere(args.subdivisions)[1], args.structure, args.prior)
+        options["rest_shape"] = rest = PriorRestShape(prior)
     template = fit_template(points, image.geometry, **options)
+    if rest is not None:
+        print(f"prior {prior.structure!r}: pose and {len(prior.variances)} mode weights fitted, points to "
+              f"the prior's shape: median {rest.last.residual_mm:.2f} mm")
     try:
         write_volume(template.volume(), args.output)
     except RuntimeError as exc:
