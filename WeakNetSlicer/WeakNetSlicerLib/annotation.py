@@ -26,7 +26,7 @@ from weaknet.errors import InputError
 from weaknet.filenames import safe_stem, split_suffix
 
 from . import nodes
-from .session import REF_VOLUME, SESSION_FILE, VOLUME_FILE, AnnotationSession, TargetObject
+from .session import ATTR_OBJECT, REF_VOLUME, SESSION_FILE, VOLUME_FILE, AnnotationSession, TargetObject
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +175,77 @@ class AnnotationController:
         self._emit()
         return session.active
 
+    def rename_object(self, name: str, new_name: str) -> TargetObject:
+        """Rename an object (its segment and points node follow; its files keep their stem, so the autosave
+        folder stays consistent). Raises InputError for an empty or taken name."""
+        session = self.require()
+        obj, new_name = session.object(name), str(new_name).strip()
+        if not new_name:
+            raise InputError("give the object a name")
+        if new_name != name and any(o.name == new_name for o in session.objects):
+            raise InputError(f"an object named '{new_name}' already exists on this volume; pick another name")
+        obj.name = new_name
+        obj.markups_node.SetAttribute(ATTR_OBJECT, new_name)
+        obj.markups_node.SetName(f"{session.volume_node.GetName()} {new_name}")
+        segment = session.segmentation_node.GetSegmentation().GetSegment(obj.segment_id)
+        if segment is not None:
+            segment.SetName(new_name)
+        self._objects_changed(session)
+        return obj
+
+    def set_color(self, name: str, color: tuple[float, float, float]) -> None:
+        """An object's colour (0–1 RGB): its template segment and its points; kept in the autosave."""
+        session = self.require()
+        obj = session.object(name)
+        obj.color = tuple(float(min(1.0, max(0.0, c))) for c in color)
+        segment = session.segmentation_node.GetSegmentation().GetSegment(obj.segment_id)
+        if segment is not None:
+            segment.SetColor(*obj.color)
+        display = obj.markups_node.GetDisplayNode()
+        if display is not None:
+            display.SetSelectedColor(*obj.color)
+        self._objects_changed(session)
+
+    def set_shown(self, name: str, visible: bool | None = None, opacity: float | None = None) -> None:
+        """Show or hide an object (template and points) and/or set its template's opacity (0–1)."""
+        session = self.require()
+        obj = session.object(name)
+        display = session.segmentation_node.GetDisplayNode()
+        points = obj.markups_node.GetDisplayNode()
+        if visible is not None:
+            if display is not None:
+                display.SetSegmentVisibility(obj.segment_id, bool(visible))
+            if points is not None:
+                points.SetVisibility(bool(visible))
+        if opacity is not None and display is not None:
+            display.SetSegmentOpacity(obj.segment_id, float(min(1.0, max(0.0, opacity))))
+        self._emit()
+
+    def shown(self, name: str) -> tuple[bool, float]:
+        """(visible, opacity) of an object's template."""
+        session = self.require()
+        display = session.segmentation_node.GetDisplayNode()
+        sid = session.object(name).segment_id
+        if display is None or session.segmentation_node.GetSegmentation().GetSegment(sid) is None:
+            return True, 1.0  # no template yet
+        return bool(display.GetSegmentVisibility(sid)), float(display.GetSegmentOpacity3D(sid))
+
+    def remove_object(self, name: str) -> None:
+        """Delete an object: its points and template leave the scene and the autosave (its undo entries go)."""
+        session = self.require()
+        session.remove_object(session.object(name))
+        self._follow_placing()
+        self._objects_changed(session)
+
+    def _objects_changed(self, session: AnnotationSession) -> None:
+        """Autosave after a change of the objects themselves (names, colours, deletions) and tell listeners."""
+        if session.autosave_dir is not None:
+            try:
+                session.save()
+            except (InputError, OSError) as exc:
+                log.warning("WeakNet: autosave failed: %s", exc)
+        self._emit()
+
     def find(self, markups_node) -> tuple[AnnotationSession, TargetObject] | None:
         """The session and object whose points ``markups_node`` holds, or None."""
         for session in self.sessions.values():
@@ -231,11 +302,16 @@ class AnnotationController:
         return len(points)
 
     def save_points(self, path: str | Path) -> Path:
-        """Write the active object's points (.mrk.json, LPS, Slicer's format)."""
+        """Write the active object's points: .mrk.json (Slicer's format), .fcsv (Slicer's older one) or .csv
+        (``x,y,z``), all LPS."""
+        from weaknet.points import write_points
+
         obj = self.active()
         if obj.point_count == 0:
             raise InputError(f"{obj.name} has no points to save")
-        return nodes.write_node(obj.markups_node, path)
+        if str(path).lower().endswith(".mrk.json"):
+            return nodes.write_node(obj.markups_node, path)
+        return write_points(obj.points_lps, path)
 
     def labelmap(self) -> tuple[np.ndarray, object]:
         """All templates of the current volume as one labelmap: uint8 (D, H, W), object i ↦ label i+1 (a

@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 
 from weaknet.coords import lps_to_ras
+from weaknet.errors import InputError
+
+from .errors import user_message
 
 ANNOTATIONS = "annotations"
 DRAG_PX = 4
@@ -29,7 +32,8 @@ def flush_soon(state) -> None:
 class AnnotationPanel:
     """Mirrors the controller into the page.
 
-    State it writes: ``objects`` (names), ``active_object``, ``points`` (the active object's, list of
+    State it writes: ``objects`` (names), ``object_list`` (name, colour, points, visible, opacity of each),
+    ``selected_point`` (index in ``points``, -1: none), ``active_object``, ``points`` (the active object's, list of
     {i, ras}), ``n_points`` (the active object's), ``total_points`` (all objects), ``effort``, ``status``,
     ``status_level``, ``place_mode``, ``can_undo``, ``can_redo`` and ``update_count`` (statuses mirrored so
     far; tests wait on it).
@@ -50,6 +54,50 @@ class AnnotationPanel:
         self.add_object, self.undo, self.redo, self.refit, self.clear = c.add_object, c.undo, c.redo, c.refit, c.clear
         self.delete_point, self.load_points, self.save_points = c.delete_point, c.load_points, c.save_points
         self.labelmap, self.require = c.labelmap, c.require
+        self.state.selected_point = -1
+        self.state.object_list = []
+
+    # ------------------------------------------------------------------------------- objects, points
+    def rename(self, name: str, new_name: str) -> None:
+        self.controller.rename_object(name, new_name)
+
+    def set_color(self, name: str, hex_color: str) -> None:
+        """``hex_color``: ``#rrggbb`` from the page's colour swatch."""
+        text = str(hex_color).lstrip("#")
+        if len(text) != 6:
+            raise InputError(f"not a colour: {hex_color!r}")
+        self.controller.set_color(name, tuple(int(text[i:i + 2], 16) / 255 for i in (0, 2, 4)))
+
+    def set_shown(self, name: str, visible: bool | None = None, opacity: float | None = None) -> None:
+        self.controller.set_shown(name, visible, None if opacity is None else float(opacity))
+
+    def remove_object(self, name: str) -> None:
+        """Delete an object (the page asks first); a volume always keeps one object to click on."""
+        self.controller.remove_object(name)
+        if not self.controller.require().objects:
+            self.controller.add_object()
+
+    def select_point(self, index: int) -> None:
+        """Select point ``index`` of the active object (the list highlights it; Delete removes it) and move
+        every slice view to it (Slicer's jump to a control point: each view keeps its in-plane position)."""
+        import slicer
+
+        pts = self.state.points or []
+        if not pts:
+            self.state.selected_point = -1
+            return
+        index = int(index) % len(pts)
+        self.state.selected_point = index
+        r, a, s = pts[index]["ras"]
+        slicer.vtkMRMLSliceNode.JumpAllSlices(self.app.slicer.scene, r, a, s, slicer.vtkMRMLSliceNode.OffsetJumpSlice)
+        self.app.changed()
+
+    def delete_selected(self) -> None:
+        index = int(self.state.selected_point if self.state.selected_point is not None else -1)
+        if index < 0:
+            raise InputError("select a point in the list first (click it, or use the ← → keys)")
+        self.delete_point(index)
+        self.state.selected_point = min(index, len(self.state.points) - 1)
 
     def ignore_drags(self, threed_views, all_views) -> None:
         """Slicer's place mode puts a point where the left button is released, also at the end of a drag that
@@ -69,6 +117,40 @@ class AnnotationPanel:
         for view in threed_views:
             view.interactor().AddObserver("LeftButtonReleaseEvent", released, 100.0)
             view.interactor().AddObserver("LeftButtonReleaseEvent", lambda *_: self._mark_drag(False), -100.0)
+
+    def rotate_while_placing(self, threed_views) -> None:
+        """In place mode Slicer's 3D view does not rotate; a left-button drag there (farther than
+        :data:`DRAG_PX`) rotates its camera as VTK's trackball does (view mode is unchanged), and places no
+        point (:meth:`ignore_drags`)."""
+        for view in threed_views:
+            last: list = [None]
+
+            def pressed(interactor, _event, last=last):
+                last[0] = (tuple(interactor.GetEventPosition()), tuple(interactor.GetEventPosition()))
+
+            def released(*_, last=last):
+                last[0] = None
+
+            def moved(interactor, _event, last=last, view=view):
+                if last[0] is None or not self.controller.placing:
+                    return
+                (x0, y0), (px, py) = last[0]
+                x, y = interactor.GetEventPosition()
+                if abs(x - x0) + abs(y - y0) <= DRAG_PX:
+                    return
+                width, height = view.render_window().GetSize()
+                camera = view.renderer().GetActiveCamera()
+                camera.Azimuth(-200.0 * (x - px) / max(1, width))  # vtkInteractorStyleTrackballCamera's gain
+                camera.Elevation(-200.0 * (y - py) / max(1, height))
+                camera.OrthogonalizeViewUp()
+                view.renderer().ResetCameraClippingRange()
+                last[0] = ((x0, y0), (x, y))
+                view.schedule_render()
+
+            interactor = view.interactor()
+            interactor.AddObserver("LeftButtonPressEvent", pressed, 90.0)
+            interactor.AddObserver("LeftButtonReleaseEvent", released, 90.0)
+            interactor.AddObserver("MouseMoveEvent", moved, 90.0)
 
     def _mark_drag(self, dragged: bool) -> None:
         if self.controller.session is not None:
@@ -110,10 +192,13 @@ class AnnotationPanel:
             s.objects = list(status.objects)
             s.active_object = status.active
             s.points = [{"i": i, "ras": [round(float(c), 2) for c in p]} for i, p in enumerate(ras)]
+            if int(s.selected_point if s.selected_point is not None else -1) >= len(s.points):
+                s.selected_point = len(s.points) - 1
+            s.object_list = self._object_list(session)
             s.n_points = status.points
             s.total_points = status.total_points
             s.effort = status.clicks
-            s.status = status.message
+            s.status = user_message(status.message, self.app.data_root.path)
             s.status_level = status.level
             s.can_undo, s.can_redo = status.can_undo, status.can_redo
             if session is not None and s.place_mode != status.placing:
@@ -121,6 +206,15 @@ class AnnotationPanel:
             s.update_count = int(s.update_count or 0) + 1
             self.app.changed()
         flush_soon(self.state)
+
+    def _object_list(self, session) -> list[dict]:
+        """Per object: name, colour (#rrggbb), points, visible, opacity — the page's object rows."""
+        out = []
+        for obj in session.objects if session is not None else ():
+            visible, opacity = self.controller.shown(obj.name)
+            out.append({"name": obj.name, "color": "#" + "".join(f"{round(255 * c):02x}" for c in obj.color),
+                        "points": obj.point_count, "visible": visible, "opacity": round(opacity, 2)})
+        return out
 
     def debug(self) -> dict:
         """Points (RAS mm) per object, for tests."""

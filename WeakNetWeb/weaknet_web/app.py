@@ -14,7 +14,7 @@ from trame_slicer.core.volume_window_level import VolumeWindowLevel
 from weaknet.errors import InputError
 
 from .annotation import ANNOTATIONS, AnnotationPanel
-from .errors import report_to
+from .errors import calling_client, report_to
 from .files import output_path, store_upload
 from .sandbox import DataRoot
 from .training import MODELS, TRAINING, TrainingPanel
@@ -24,6 +24,10 @@ from .views import LAYOUTS, FrameCounter, make_layout_manager, register_counting
 log = logging.getLogger("weaknet_web")
 
 SAMPLE_NAME = "samples/phantom_bean.nrrd"
+WINDOW_PRESETS = {"CT soft tissue": (350.0, 40.0), "CT lung": (1400.0, -500.0), "CT bone": (1000.0, 400.0)}
+"""Window/level (HU) of Slicer's CT-Abdomen, CT-Lung and CT-Bone display presets."""
+AUTO_WINDOW = "Auto (0.1–99.9 %)"
+"""The preset for any modality (MRI): the 0.1 and 99.9 percentiles of the volume's intensities."""
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swrast", "software")
 
 
@@ -59,12 +63,13 @@ class AnnotatorApp(TrameApp):
         self.annotation = AnnotationPanel(self)
         views = self.slicer.view_manager
         self.annotation.ignore_drags(views.get_threed_views(), views.get_views())
+        self.annotation.rotate_while_placing(views.get_threed_views())
         self.training = TrainingPanel(self)
         self._init_state(volume_rendering)
         self._bind()
         self.ui = build_ui(self)
         if volume or sample:
-            guard = report_to(self.state)
+            guard = report_to(self.state, self.server, self.data_root.path)
             start = (lambda: self.open_volume(volume)) if volume else self.open_sample
             self.server.controller.on_server_ready.add(lambda **_: guard(start)())
 
@@ -85,19 +90,27 @@ class AnnotatorApp(TrameApp):
         s.wl_min_max = [0.0, 1.0]
         s.vr_enabled = bool(volume_rendering)
         s.error_message = ""
-        s.error_visible = False
+        s.error_client = ""  # the tab whose action failed ("" every tab)
         s.error_count = 0
+        s.my_client = ""  # each tab's own wslink client id and the last error it closed: never sent
+        s.error_seen = 0
+        s.confirm_clear = s.confirm_remove_object = False  # the page's yes/no dialogs, one tab each
+        s.client_only("my_client", "error_seen", "confirm_clear", "confirm_remove_object")
         s.busy = False
         s.info_message = ""
         s.info_visible = False
         s.points_file = s.seg_file = s.label_file = ""
+        s.rename_text = ""
+        s.wl_drag = False  # left-drag in a slice view adjusts the window (Slicer's Adjust window/level mode)
+        s.orientation = {}  # per slice view: the anatomical letters at its edges and along its normal
+        s.window_presets = list(WINDOW_PRESETS) + [AUTO_WINDOW]
         s.overwrite_file = ""  # an existing file a save would replace, awaiting the user's confirmation
         s.overwrite_which = ""
         s.overwrite_visible = False
         s.max_upload_bytes = self.max_upload_bytes
 
     def _bind(self) -> None:
-        guard = report_to(self.state)
+        guard = report_to(self.state, self.server, self.data_root.path)
         s = self.state
         s.change("layout_name")(guard(lambda layout_name, **_: self.layout_manager.set_layout(layout_name)))
         s.change("wl_min_max")(guard(lambda wl_min_max, **_: self.set_display_range(*wl_min_max)))
@@ -107,7 +120,8 @@ class AnnotatorApp(TrameApp):
         ctrl.open_sample = guard(self.open_sample)
         ctrl.refresh_volumes = guard(lambda: setattr(s, "volume_choices", self.data_root.list_volumes()))
         a = self.annotation
-        s.change("place_mode")(guard(lambda place_mode, **_: a.set_place_mode(place_mode)))
+        s.change("place_mode")(guard(self._place_mode_changed))
+        s.change("wl_drag")(guard(lambda wl_drag, **_: self.set_wl_drag(wl_drag)))
         s.change("active_object")(guard(lambda active_object, **_: a.select_object(active_object)))
         ctrl.add_object = guard(a.add_object)
         ctrl.undo_point = guard(a.undo)
@@ -115,6 +129,15 @@ class AnnotatorApp(TrameApp):
         ctrl.clear_points = guard(a.clear)
         ctrl.refit = guard(a.refit)
         ctrl.delete_point = guard(a.delete_point)
+        ctrl.select_point = guard(a.select_point)
+        ctrl.rename_object = guard(lambda: a.rename(s.active_object, s.rename_text))
+        ctrl.set_object_color = guard(a.set_color)
+        ctrl.set_object_visible = guard(lambda name, visible: a.set_shown(name, visible=visible))
+        ctrl.set_object_opacity = guard(lambda name, opacity: a.set_shown(name, opacity=opacity))
+        ctrl.window_preset = guard(self.window_preset)
+        self.server.trigger("weaknet_key")(guard(self.key))
+        self.server.trigger("weaknet_clear")(guard(a.clear))
+        self.server.trigger("weaknet_remove_object")(guard(lambda: a.remove_object(s.active_object)))
         ctrl.save_points = guard(lambda: self.save("points_file"))
         ctrl.load_points = guard(self.load_points)
         ctrl.save_segmentation = guard(lambda: self.save("seg_file"))
@@ -137,6 +160,7 @@ class AnnotatorApp(TrameApp):
         self.server.trigger("weaknet_upload")(guard(self.upload_chunk))
         self.server.trigger("weaknet_upload_refused")(guard(self.upload_refused))
         self._upload_files: list[dict] = []
+        self.server.trigger("weaknet_whoami")(lambda: calling_client(self.server))
         self.server.trigger("weaknet_debug")(self.debug_info)
         self.server.trigger("weaknet_render")(self.changed)
 
@@ -195,6 +219,8 @@ class AnnotatorApp(TrameApp):
             view.set_visible_in_3d(True)  # the three planes give the 3D view its context and camera bounds
         dm.reset_views()
         self.set_volume_rendering(self.state.vr_enabled)
+        display = VolumeWindowLevel.get_volume_display_node(self.volume_node)
+        display.AddObserver("ModifiedEvent", lambda *_: self._window_changed())  # a mouse drag (view mode)
         lo, hi = VolumeWindowLevel.get_volume_scalar_range(self.volume_node)
         shown = VolumeWindowLevel.get_volume_display_range(self.volume_node)
         with self.state:
@@ -206,6 +232,7 @@ class AnnotatorApp(TrameApp):
             self.state.points_file = f"{stem}/points.mrk.json"
             self.state.seg_file = f"{stem}/templates.seg.nrrd"
             self.state.label_file = f"{stem}/templates_label.nii.gz"
+            self.state.orientation = self._orientation()
         self.annotation.open(self.volume_node)
         self.training.volume_opened(self.volume_node)
 
@@ -215,6 +242,92 @@ class AnnotatorApp(TrameApp):
             return
         VolumeWindowLevel.set_volume_node_display_min_max_range(self.volume_node, float(lo), float(hi))
         self.changed()
+
+    def window_preset(self, name: str) -> None:
+        """Window/level from a preset (:data:`WINDOW_PRESETS`, HU) or :data:`AUTO_WINDOW`; the slider follows."""
+        if self.volume_node is None:
+            raise InputError("open a volume first")
+        if name == AUTO_WINDOW:
+            lo, hi = VolumeWindowLevel.get_volume_auto_min_max_range(self.volume_node)
+        elif name in WINDOW_PRESETS:
+            lo, hi = VolumeWindowLevel.window_level_to_min_max(*WINDOW_PRESETS[name])
+        else:
+            raise InputError(f"no window preset {name!r}; choose one of {', '.join(self.state.window_presets)}")
+        with self.state:
+            r = self.state.wl_range
+            self.state.wl_range = [min(r[0], float(lo)), max(r[1], float(hi))]
+            self.state.wl_min_max = [float(lo), float(hi)]
+
+    def _place_mode_changed(self, place_mode, **_) -> None:
+        if place_mode:
+            self.state.wl_drag = False
+        self.annotation.set_place_mode(place_mode)
+
+    def set_wl_drag(self, on: bool) -> None:
+        """Left-drag in a slice view adjusts window/level (place mode goes off), or back to moving points."""
+        import slicer
+
+        if self.annotation.controller.session is None:
+            return
+        interaction = self.slicer.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        if on:
+            self.annotation.set_place_mode(False)
+            self.state.place_mode = False
+            interaction.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.AdjustWindowLevel)
+        elif interaction.GetCurrentInteractionMode() == slicer.vtkMRMLInteractionNode.AdjustWindowLevel:
+            interaction.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.ViewTransform)
+
+    def _window_changed(self) -> None:
+        """The volume's window/level changed in the scene (Slicer's mouse drag in a slice view with place mode
+        off): the page's slider follows."""
+        from .annotation import flush_soon
+
+        if self.volume_node is None:
+            return
+        lo, hi = (round(float(v), 6) for v in VolumeWindowLevel.get_volume_display_range(self.volume_node))
+        shown = self.state.wl_min_max or [None, None]
+        if shown[0] is None or abs(shown[0] - lo) > 1e-3 or abs(shown[1] - hi) > 1e-3:
+            self.state.wl_min_max = [lo, hi]
+            flush_soon(self.state)
+
+    def _orientation(self) -> dict:
+        from trame_slicer.app.logic import get_view_trame_id
+
+        from .views import orientation_labels
+
+        return {get_view_trame_id(self.server, v): orientation_labels(v.get_view_node().GetXYToRAS())
+                for v in self.slicer.view_manager.get_slice_views()}
+
+    def key(self, action: str, *args) -> None:
+        """A keyboard shortcut from the page: undo, redo, delete (the selected point), escape (leave place
+        mode), point ±1 (select the previous/next point and jump to it), slice VIEW ±1 (one slice)."""
+        a = self.annotation
+        if action == "undo":
+            a.undo()
+        elif action == "redo":
+            a.redo()
+        elif action == "delete":
+            a.delete_selected()
+        elif action == "escape":
+            self.state.place_mode = False
+        elif action == "point":
+            current, step = self.state.selected_point, int(args[0])
+            current = -1 if current is None else int(current)
+            a.select_point(current + step if current >= 0 else (0 if step > 0 else -1))
+        elif action == "slice":
+            self.step_slice(str(args[0]), int(args[1]))
+
+    def step_slice(self, view_id: str, steps: int) -> None:
+        """Move slice view ``view_id`` (its trame id, e.g. "Red") by ``steps`` slices."""
+        from trame_slicer.app.logic import get_view_trame_id
+
+        for view in self.slicer.view_manager.get_slice_views():
+            if get_view_trame_id(self.server, view) == view_id:
+                lo, hi = view.get_slice_range()
+                value = view.get_slice_value() + steps * view.get_slice_step()
+                view.set_slice_value(min(hi, max(lo, value)))
+                self.changed()
+                return
 
     def set_volume_rendering(self, enabled: bool) -> None:
         """Volume rendering in the 3D view (off by default: ~2 s a frame without a GPU)."""
@@ -240,7 +353,7 @@ class AnnotatorApp(TrameApp):
         from weaknet.volume import Volume, write_volume
 
         relative = self.state[which]
-        suffixes = {"points_file": (".mrk.json",), "seg_file": (".seg.nrrd",),
+        suffixes = {"points_file": (".mrk.json", ".fcsv", ".csv"), "seg_file": (".seg.nrrd",),
                     "label_file": (".nii.gz", ".nii", ".nrrd")}[which]
         path = output_path(self.data_root, relative, suffixes)
         self._refuse_input(path)
@@ -360,5 +473,8 @@ class AnnotatorApp(TrameApp):
                 "size": list(view.render_window().GetSize()),
                 "offset": view.get_slice_value(),
             }
+        cameras = [list(v.renderer().GetActiveCamera().GetPosition()) for v in
+                   self.slicer.view_manager.get_threed_views()]
         return {"views": views, "revision": self.frames.revision, "volume": self.state.volume_name,
+                "cameras_3d": cameras,
                 "points_ras": self.annotation.debug()}

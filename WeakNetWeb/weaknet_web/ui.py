@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trame.ui.vuetify3 import SinglePageWithDrawerLayout
-from trame.widgets import html
+from trame.widgets import client, html
 from trame.widgets import vuetify3 as v
 
 from WeakNetSlicerLib.training import FORM_FIELDS
@@ -51,11 +51,13 @@ def build_ui(app) -> SinglePageWithDrawerLayout:
                            raw_attrs=['data-testid="overwrite-cancel"'])
                     v.VBtn("Replace", click=ctrl.confirm_overwrite, color="error", variant="text",
                            raw_attrs=['data-testid="overwrite-confirm"'])
-        with v.VSnackbar(v_model=("error_visible",), color="error", timeout=-1, location="top",
-                         raw_attrs=['data-testid="error-bar"']):
+        client.ClientTriggers(mounted="trame.trigger('weaknet_whoami').then((id) => { my_client = id; })")
+        with v.VSnackbar(model_value=("error_count > error_seen && (!error_client || error_client === my_client)",),
+                         color="error", timeout=-1, location="top", raw_attrs=['data-testid="error-bar"']):
             html.Span("{{ error_message }}")
             with v.Template(v_slot_actions=True):
-                v.VBtn("Close", click="error_visible = false", variant="text")
+                v.VBtn("Close", click="error_seen = error_count", variant="text",
+                       raw_attrs=['data-testid="error-close"'])
     return layout
 
 
@@ -78,39 +80,121 @@ def _volume_panel(ctrl) -> None:
         v.VBtn(icon="mdi-refresh", click=ctrl.refresh_volumes, size="small", variant="text")
     v.VRangeSlider(v_model=("wl_min_max",), min=("wl_range[0]",), max=("wl_range[1]",),
                    label="Window", density="compact", hide_details=True, strict=True)
+    with html.Div(classes="d-flex flex-wrap ga-1 mb-1"):
+        v.VBtn("{{ name }}", v_for="name in window_presets", key="name", size="x-small", variant="tonal",
+               click=(ctrl.window_preset, "[name]"), raw_attrs=[':data-preset="name"'])
     v.VSwitch(v_model=("vr_enabled",), label="Volume rendering (slow without a GPU)", density="compact",
               hide_details=True, color="primary")
     html.Div("OpenGL: {{ gpu_renderer }}", classes="text-caption")
 
 
+KEYS_JS = r"""
+(() => {
+  if (window.weaknetKeys) { return; }
+  window.weaknetKeys = true;
+  let hovered = 'Red';
+  document.addEventListener('mouseover', (e) => {
+    for (let el = e.target; el && el.querySelector; el = el.parentElement) {
+      const tag = el.querySelector(':scope > [data-view]');
+      if (tag) { hovered = tag.getAttribute('data-view'); return; }
+    }
+  });
+  document.addEventListener('keydown', (e) => {
+    const t = e.target;
+    if (t && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName))) { return; }
+    const ctrl = e.ctrlKey || e.metaKey, key = e.key.toLowerCase();
+    let call = null;
+    if (ctrl && key === 'z' && !e.shiftKey) { call = ['undo']; }
+    else if (ctrl && (key === 'y' || (key === 'z' && e.shiftKey))) { call = ['redo']; }
+    else if (!ctrl && (e.key === 'Delete' || e.key === 'Backspace')) { call = ['delete']; }
+    else if (e.key === 'Escape') { call = ['escape']; }
+    else if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') { call = ['point', e.key === 'ArrowRight' ? 1 : -1]; }
+    else if (e.key === 'ArrowUp' || e.key === 'ArrowDown') {
+      if (['Red', 'Green', 'Yellow'].includes(hovered)) { call = ['slice', hovered, e.key === 'ArrowUp' ? 1 : -1]; }
+    }
+    if (call) { e.preventDefault(); window.trame.trigger('weaknet_key', call); }
+  });
+})();
+"""
+"""Keyboard shortcuts (outside text fields): Ctrl+Z undo, Ctrl+Y / Ctrl+Shift+Z redo, Delete the selected
+point, Esc leave place mode, ← → previous/next point (jump to it), ↑ ↓ one slice in the view under the mouse."""
+
+
+def _confirm(model: str, title: str, text: str, action, testid: str) -> None:
+    """A yes/no dialog shown while client-side ``model`` is true; Yes runs ``action``."""
+    with v.VDialog(v_model=(model,), max_width=420):
+        with v.VCard(raw_attrs=[f'data-testid="{testid}-dialog"']):
+            v.VCardTitle(title)
+            v.VCardText(text)
+            with v.VCardActions():
+                v.VSpacer()
+                v.VBtn("Cancel", click=f"{model} = false", variant="text")
+                v.VBtn("Yes", click=(f"{model} = false; trigger('{action}')"), color="error", variant="text",
+                       raw_attrs=[f'data-testid="{testid}-yes"'])
+
+
 def _points_panel(ctrl) -> None:
-    html.Div("Points on the object's surface", classes="text-subtitle-2 mb-1")
+    client.Script(KEYS_JS)
+    html.Div("Objects and their points", classes="text-subtitle-2 mb-1")
+    with v.VList(density="compact", classes="py-0", raw_attrs=['data-testid="object-list"']):
+        with v.VListItem(v_for="o in object_list", key="o.name", classes="px-1",
+                         active=("o.name === active_object",), click="active_object = o.name",
+                         raw_attrs=[':data-object="o.name"']):
+            with v.Template(v_slot_prepend=True):
+                html.Input(type="color", value=("o.color",), classes="mr-2",
+                           style="width: 22px; height: 22px; border: none; padding: 0; background: none;",
+                           change=(ctrl.set_object_color, "[o.name, $event.target.value]"),
+                           click="$event.stopPropagation()", raw_attrs=['data-testid="object-color"'])
+            html.Span("{{ o.name }} · {{ o.points }} pts", classes="text-body-2")
+            with v.Template(v_slot_append=True), html.Div(click="$event.stopPropagation()"):
+                v.VBtn(icon=("o.visible ? 'mdi-eye' : 'mdi-eye-off'",), size="x-small", variant="text",
+                       click=(ctrl.set_object_visible, "[o.name, !o.visible]"),
+                       raw_attrs=['data-testid="object-visible"'])
     with html.Div(classes="d-flex ga-1 align-center"):
-        v.VSelect(v_model=("active_object",), items=("objects",), label="Object", density="compact",
-                  hide_details=True)
+        v.VTextField(v_model=("rename_text",), label="Rename the active object", density="compact",
+                     hide_details=True, raw_attrs=['data-testid="rename-text"'])
+        v.VBtn(icon="mdi-pencil", click=ctrl.rename_object, size="small", variant="text",
+               raw_attrs=['data-testid="rename-object"'])
+        v.VBtn(icon="mdi-delete", click="confirm_remove_object = true", size="small", variant="text",
+               raw_attrs=['data-testid="remove-object"'])
         v.VBtn("Add object", click=ctrl.add_object, size="small", raw_attrs=['data-testid="add-object"'])
-    v.VSwitch(v_model=("place_mode",), label="Click to place (off: drag points to move)", density="compact",
-              hide_details=True, color="primary")
-    html.Div("{{ n_points }} points · effort {{ effort }} clicks", classes="text-body-2 my-1",
+    v.VSlider(v_if=("object_list.find(o => o.name === active_object)",),
+              model_value=("(object_list.find(o => o.name === active_object) || {opacity: 1}).opacity",),
+              end=(ctrl.set_object_opacity, "[active_object, $event]"), min=0, max=1, step=0.05,
+              label="Opacity", density="compact", hide_details=True, raw_attrs=['data-testid="object-opacity"'])
+    _confirm("confirm_remove_object", "Delete the object?",
+             "{{ active_object }}: its points and template are deleted (also from the autosave).",
+             "weaknet_remove_object", "remove-object")
+    with html.Div(classes="d-flex ga-2"):
+        v.VSwitch(v_model=("place_mode",), label="Click to place (off: drag points; Esc)", density="compact",
+                  hide_details=True, color="primary")
+        v.VSwitch(v_model=("wl_drag",), label="Drag: W/L", density="compact", hide_details=True,
+                  color="secondary", raw_attrs=['data-testid="wl-drag"'])
+    html.Div("{{ active_object }}: {{ n_points }} points · effort {{ effort }} clicks", classes="text-body-2 my-1",
              raw_attrs=['data-testid="point-count"'])
     html.Div("{{ objects.length }} object(s), {{ total_points }} points in all", classes="text-caption",
              raw_attrs=['data-testid="total-count"'])
     with html.Div(classes="d-flex ga-1 mb-1"):
         v.VBtn("Undo", click=ctrl.undo_point, size="small", prepend_icon="mdi-undo", disabled=("!can_undo",),
-               raw_attrs=['data-testid="undo"'])
+               raw_attrs=['data-testid="undo"', 'title="Ctrl+Z"'])
         v.VBtn("Redo", click=ctrl.redo_point, size="small", prepend_icon="mdi-redo", disabled=("!can_redo",),
-               raw_attrs=['data-testid="redo"'])
+               raw_attrs=['data-testid="redo"', 'title="Ctrl+Y"'])
         v.VBtn("Re-fit", click=ctrl.refit, size="small", prepend_icon="mdi-refresh",
                raw_attrs=['data-testid="refit"'])
-        v.VBtn("Clear", click=ctrl.clear_points, size="small", prepend_icon="mdi-delete-sweep")
+        v.VBtn("Clear", click="confirm_clear = true", size="small", prepend_icon="mdi-delete-sweep",
+               disabled=("!n_points",), raw_attrs=['data-testid="clear"'])
+    _confirm("confirm_clear", "Remove all points?",
+             "All {{ n_points }} points of {{ active_object }} are removed (Undo brings them back).",
+             "weaknet_clear", "clear")
     v.VAlert(text=("status",), type=("status_level === 'info' ? 'info' : status_level",), density="compact",
              variant="tonal", classes="text-caption", raw_attrs=['data-testid="status"'])
-    with v.VList(density="compact", max_height=160, classes="overflow-y-auto"):
-        with v.VListItem(v_for="p in points", key="p.i", classes="text-caption py-0"):
+    with v.VList(density="compact", max_height=160, classes="overflow-y-auto", raw_attrs=['data-testid="points"']):
+        with v.VListItem(v_for="p in points", key="p.i", classes="text-caption py-0",
+                         active=("p.i === selected_point",), click=(ctrl.select_point, "[p.i]"),
+                         raw_attrs=[':data-point="p.i"']):
             html.Span("#{{ p.i + 1 }}  R {{ p.ras[0] }}  A {{ p.ras[1] }}  S {{ p.ras[2] }}")
-            with v.Template(v_slot_append=True):
-                v.VBtn(icon="mdi-close", size="x-small", variant="text",
-                       click=(ctrl.delete_point, "[p.i]"))
+            with v.Template(v_slot_append=True), html.Div(click="$event.stopPropagation()"):
+                v.VBtn(icon="mdi-close", size="x-small", variant="text", click=(ctrl.delete_point, "[p.i]"))
 
 
 def _files_panel(ctrl) -> None:

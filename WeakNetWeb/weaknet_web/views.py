@@ -83,14 +83,49 @@ CountingSliceViewFactory = _counting_factory(RemoteSliceViewFactory)
 CountingThreeDViewFactory = _counting_factory(RemoteThreeDViewFactory)
 
 
+_LETTERS = (("L", "R"), ("P", "A"), ("I", "S"))  # RAS axes: (negative, positive) direction
+
+
+def orientation_labels(xy_to_ras) -> dict[str, str]:
+    """The anatomical direction at each edge of a slice view and along its normal, from its 4×4 XY→RAS
+    matrix (a vtkMatrix4x4): {"left", "right", "top", "bottom"} (each edge gets the dominant axis of its
+    direction), "normal" (R, A or S: the axis the slice position is given along) and "sign" (±1: the slice
+    offset times it is that coordinate), e.g. an axial view shows R at its left, A at its top, "S 12.0 mm"."""
+    def letter(column: int, sign: float) -> str:
+        direction = [sign * xy_to_ras.GetElement(r, column) for r in range(3)]
+        axis = max(range(3), key=lambda r: abs(direction[r]))
+        return _LETTERS[axis][direction[axis] > 0]
+
+    normal = [xy_to_ras.GetElement(r, 2) for r in range(3)]
+    axis = max(range(3), key=lambda r: abs(normal[r]))
+    return {"left": letter(0, -1), "right": letter(0, 1), "bottom": letter(1, -1), "top": letter(1, 1),
+            "normal": _LETTERS[axis][1], "sign": 1 if normal[axis] > 0 else -1}
+
+
+_EDGE = "position: absolute; color: #ffd54f; font: 600 13px sans-serif; pointer-events: none; " \
+    "text-shadow: 0 0 3px #000;"
+
+
 def _tagged(populate: Callable) -> Callable:
     """``populate`` (a view gutter builder) plus an empty ``<div data-view="ID">`` that lets tests and the
-    benchmark find the view's image in the page."""
+    benchmark find the view's image in the page, and on slice views the orientation letters at the edges
+    (state ``orientation[ID]``) and the slice position in mm (its slider's value)."""
     from trame.widgets import html
 
     def populate_and_tag(server, view_id: str, view) -> None:
         html.Div(raw_attrs=[f'data-view="{view_id}"'], style="display: none")
         populate(server, view_id, view)
+        if not hasattr(view, "get_slice_value"):
+            return
+        o = f"(orientation['{view_id}'] || {{}})"
+        for edge, where in (("left", "left: 4px; top: 50%;"), ("right", "right: 30px; top: 50%;"),
+                            ("top", "top: 4px; left: 50%;"), ("bottom", "bottom: 34px; left: 50%;")):
+            html.Div(f"{{{{ {o}.{edge} }}}}", style=_EDGE + where,
+                     raw_attrs=[f'data-testid="orientation-{view_id}-{edge}"'])
+        position = f"(({o}.sign || 1) * ({view_id}__SliderState__value || 0)).toFixed(1)"
+        html.Div(f"{{{{ {o}.normal }}}} {{{{ {position} }}}} mm",
+                 style=_EDGE + "left: 6px; bottom: 34px; font-weight: 400;",
+                 raw_attrs=[f'data-testid="slice-position-{view_id}"'])
 
     return populate_and_tag
 
