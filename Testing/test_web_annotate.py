@@ -124,7 +124,7 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         moved = np.array(page.debug()["points_ras"]["Object 1"][0])
         assert moved[0] < clicked[0][0] - 1.0 and np.allclose(moved[1:], clicked[0][1:], atol=0.5)
         # delete point #2 from the list; undo brings it back, undo again reverts the drag
-        page.page.locator(".v-list-item").nth(1).locator("button").click()
+        page.page.locator('[data-point="1"] button').click()
         page.wait_state("n_points", "v === 8")
         undo = page.page.locator('[data-testid="undo"]')
         undo.click()
@@ -132,7 +132,7 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
         assert np.abs(np.array(page.debug()["points_ras"]["Object 1"])[1] - clicked[1]).max() < 0.6
         undo.click()
         page.wait_state("points", f"Math.abs(v[0].ras[0] - {clicked[0][0]}) < 0.6")
-        page.page.locator(".v-list-item").nth(1).locator("button").click()
+        page.page.locator('[data-point="1"] button').click()
         page.wait_state("status", "v.includes('fitted through 8 points')")
         points = np.array(page.debug()["points_ras"]["Object 1"])
         assert np.abs(points - clicked[[0, 2, 3, 4, 5, 6, 7, 8]]).max() < 0.6  # within a pixel (0.5 mm)
