@@ -106,6 +106,12 @@ def test_live_refit_on_every_point_event_and_bad_input(core, oblique_file):
     moved = points[0] + 3.0 * (points[0] - points.mean(axis=0)) / np.linalg.norm(points[0] - points.mean(axis=0))
     obj.markups_node.SetNthControlPointPosition(0, *lps_to_ras(moved))
     assert not np.array_equal(before, obj.mask) and session.status_level == "info"
+    # only the template's box changed, in the mask and in the segment: both equal a whole-grid rasterisation
+    whole = rasterize_mesh(obj.surface.vertices, obj.surface.faces, session.geometry)
+    assert np.array_equal(obj.mask, whole) and np.array_equal(session.template_mask(obj), whole)
+    labelmap = session.segmentation_node.GetSegmentation().GetSegment(obj.segment_id).GetRepresentation(
+        "Binary labelmap")
+    assert labelmap.GetNumberOfPoints() < whole.size / 4  # the segment stores the box, not the grid
 
     # a point outside the volume: clear message, the point stays, the last template stays
     before = obj.mask.copy()
@@ -192,7 +198,9 @@ def test_autosave_and_reopen(core, oblique_file, tmp_path):
     obj = session.add_object("bean")
     for p in points[:10]:
         _click(obj, p)
-    assert (folder / "bean.mrk.json").is_file() and (folder / "templates.seg.nrrd").is_file()
+    assert (folder / "bean.mrk.json").is_file()  # the clicks at once; the templates within a second
+    session.flush()
+    assert (folder / "templates.seg.nrrd").is_file()
     meta = json.loads((folder / "session.json").read_text(encoding="utf-8"))
     assert meta["objects"][0]["point_count"] == 10 and meta["effort"] == 10
     # a bad click is saved too (nothing the user clicked is lost)
@@ -202,6 +210,7 @@ def test_autosave_and_reopen(core, oblique_file, tmp_path):
     assert len(saved) == 11 and np.allclose(saved[10], outside, atol=1e-6)
     obj.markups_node.RemoveNthControlPoint(10)
     template = session.template_mask(obj)
+    session.flush()
 
     fresh = create_scene()
     reopened = AnnotationSession.reopen(fresh.scene, folder, volumes_logic=fresh.volumes)
@@ -215,6 +224,52 @@ def test_autosave_and_reopen(core, oblique_file, tmp_path):
     assert len(read_points(folder / "bean.mrk.json")) == 11
 
 
+def test_reopen_refits_templates_older_than_points(core, oblique_file, tmp_path):
+    """The clicks are saved at once, the templates up to a second later: a session closed in between (a crash)
+    leaves templates older than the points. Reopening re-fits those objects from their points, whether the
+    templates file is ours (points fingerprint per segment) or Slicer's own (no fingerprint: file times)."""
+    import os
+    import shutil
+
+    from weaknet.template import fit_template
+
+    path, ph, points = oblique_file
+    folder = tmp_path / "session"
+    session = AnnotationSession(core.scene, _load(core, path), autosave_dir=folder)
+    obj = session.add_object("bean")
+    for p in points[:8]:
+        _click(obj, p)
+    session.flush()
+    old = session.template_mask(obj)
+    shutil.copy(folder / "templates.seg.nrrd", tmp_path / "old.seg.nrrd")
+    slicer_written = nodes.write_node(session.segmentation_node, tmp_path / "slicer.seg.nrrd")  # no fingerprint
+    for p in points[8:14]:
+        _click(obj, p)
+    session.close()  # everything written: now put the 8-point templates back, as a crash would leave them
+    refit = fit_template(points[:14], read_volume(path).geometry).mask
+    assert iou(old, refit) < 0.98
+
+    for saved in (tmp_path / "old.seg.nrrd", slicer_written):
+        shutil.copy(saved, folder / "templates.seg.nrrd")
+        stamp = (folder / "bean.mrk.json").stat().st_mtime
+        os.utime(folder / "templates.seg.nrrd", (stamp - 5, stamp - 5))
+        fresh = create_scene()
+        reopened = AnnotationSession.reopen(fresh.scene, folder, volumes_logic=fresh.volumes, autosave=False)
+        robj = reopened.object("bean")
+        assert robj.point_count == 14
+        shown = reopened.template_mask(robj)
+        assert iou(shown, refit) >= 0.999, (saved.name, iou(shown, refit))  # the re-fit, not the old template
+        reopened.close()
+    # templates as new as the points (the fingerprint matches): shown as saved, not re-fitted
+    fresh = create_scene()
+    reopened = AnnotationSession.reopen(fresh.scene, folder, volumes_logic=fresh.volumes)
+    reopened.object("bean").markups_node.RemoveNthControlPoint(13)  # 13 points: written within a second
+    reopened.close()
+    last = create_scene()
+    again = AnnotationSession.reopen(last.scene, folder, volumes_logic=last.volumes)
+    assert again.object("bean").point_count == 13 and again.object("bean").surface is None  # not re-fitted
+
+
 def test_saved_with_the_scene_and_resumed(core, oblique_file, tmp_path):
     """The clicks and templates travel with a saved .mrml scene; loading it again resumes the session."""
     path, ph, points = oblique_file
@@ -223,6 +278,7 @@ def test_saved_with_the_scene_and_resumed(core, oblique_file, tmp_path):
     for p in points[:8]:
         _click(obj, p)
     template = session.template_mask(obj)
+    session.flush()
     core.scene.SetURL(str(tmp_path / "s" / "scene.mrml"))
     assert core.scene.Commit()  # the markups/segmentation storage nodes point at the autosaved files
 

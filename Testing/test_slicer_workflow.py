@@ -94,9 +94,10 @@ def test_second_object_is_shown_and_saved_after_autosave(phantom, tmp_path):
     first, second = session.add_object("A"), session.add_object("B")
     for obj in (first, second):
         for p in points:
-            _click(obj, p)  # every click autosaves templates.seg.nrrd, B's first ones while it is empty
+            _click(obj, p)  # the clicks autosave templates.seg.nrrd, B's first ones while it is empty
     assert second.mask.sum() > 300
     assert np.array_equal(session.template_mask(second), second.mask)  # what Slicer shows and exports
+    session.flush()  # the templates file is written within a second of the last click
     fresh = create_scene()
     saved = nodes.read_node(fresh.scene, "vtkMRMLSegmentationNode", tmp_path / "s" / "templates.seg.nrrd")
     reference = fresh.volumes.AddArchetypeVolume(str(path), "ref", 0)

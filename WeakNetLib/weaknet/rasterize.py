@@ -33,20 +33,23 @@ class MaskRasterizer:
     """Keeps one mask (D, H, W) of ``geometry`` up to date as a mesh changes (interactive fitting).
 
     Each :meth:`update` clears only the bounding box written last time, so the cost follows the mesh
-    size, not the grid size. ``mask`` is the uint8 array, updated in place.
+    size, not the grid size. ``mask`` is the uint8 array, updated in place; ``box`` (slices into (D, H, W))
+    and ``block`` (uint8 0/1, a new array each update, or None when the mesh misses the grid) are the last
+    update's bounding box and the voxels there.
     """
 
     def __init__(self, geometry: Geometry) -> None:
         self.geometry = geometry
         self.mask = np.zeros(geometry.shape, np.uint8)
-        self._box: tuple[slice, slice, slice] = (slice(0, 0),) * 3
+        self.box: tuple[slice, slice, slice] = (slice(0, 0),) * 3
+        self.block: np.ndarray | None = None
 
     def update(self, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         """Rasterize the mesh (vertices (V, 3) LPS mm, faces (F, 3)) into :attr:`mask` and return it."""
-        self.mask[self._box] = 0
-        self._box, block = rasterize_box(vertices, faces, self.geometry)
-        if block is not None:
-            self.mask[self._box] = block
+        self.mask[self.box] = 0
+        self.box, self.block = rasterize_box(vertices, faces, self.geometry)
+        if self.block is not None:
+            self.mask[self.box] = self.block
         return self.mask
 
 
@@ -94,8 +97,10 @@ def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
     # voxel centres i >= the crossing are toggled; parity along each ray gives inside
     start = np.clip(np.ceil(crossing).astype(np.int64) - lo[0], 0, ni)
     flat = ((rk - lo[2]) * nj + (rj - lo[1])) * (ni + 1) + start
-    toggles = np.bincount(flat, minlength=nk * nj * (ni + 1)).astype(np.uint8).reshape(nk, nj, ni + 1)
-    block = np.cumsum(toggles[:, :, :ni], axis=2, dtype=np.uint8) & 1  # wraps at 256: parity kept
+    # parity of the crossings at or before each voxel: a few thousand toggles, then one pass over the box
+    toggles = np.zeros(nk * nj * (ni + 1), np.uint8)
+    np.bitwise_xor.at(toggles, flat, 1)
+    block = np.bitwise_xor.accumulate(toggles.reshape(nk, nj, ni + 1)[:, :, :ni], axis=2)
     box = (slice(lo[2], hi[2] + 1), slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))
     return box, block
 

@@ -1,76 +1,138 @@
-"""Benchmark of the live loop on the real Slicer core: one point event → re-fitted template in the segment.
+"""Benchmark of the live loop on the real Slicer core: a point added or moved → the template in its segment.
 
-    python -m WeakNetSlicerLib.bench [--points 8 16 32] [--repeats 5]
+    python -m WeakNetSlicerLib.bench [--volumes 256 512] [--points 25 50 125 250] [--events 20]
+                                     [--subdivisions 4] [--no-autosave]
 
-For each point count, a point of a phantom's object is moved (PointModifiedEvent) and the time until the
-session has updated the segment is measured, split into the library's share (``ActiveSurface.update`` +
-``rasterize_mesh``, the reference, measured in the same run on the same points) and the bridge's
-(RAS→LPS, validation, vtkOrientedImageData + segment update, closed surface). Prints a table with the
-ratio bridge-loop / library-only. Slicer's own rendering is not included.
+For each volume (256³ at 1 mm; 512×512×300 at 0.7×0.7×1.5 mm, a CT's grid) and each point count, an
+object of about 200 mm (a bean as long as a liver) gets its points in one batch, then ``--events`` point
+events, alternately a new point (``AddControlPoint``: PointAdded + PositionDefined, a click) and a moved
+point (``SetNthControlPointPosition``: PointModified, one step of a drag). Each event is timed from the
+call until the session has updated the segment (re-fit, box rasterisation, segment labelmap and surface,
+points autosaved, templates handed to the background writer). Reference, measured in the same run on the
+same point sets: the library alone (``ActiveSurface.update`` + ``rasterize_box``). Slicer's rendering is not
+included. Prints one table row per volume and point count, with the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+VOLUMES = {256: ((256, 256, 256), (1.0, 1.0, 1.0)), 512: ((512, 512, 300), (0.7, 0.7, 1.5))}
+"""Volume key → (voxels i, j, k), spacing mm."""
+OBJECT_SCALE = 3.5
+"""The benchmark's bean (weaknet.bench.asm.shape_mask, ≈ 56 mm long) scaled to ≈ 200 mm (a liver's length)."""
 
-def run(points=(8, 16, 32), repeats: int = 5, size=(128, 128, 48), spacing=(0.8, 0.8, 2.5)) -> list[dict]:
-    """Median milliseconds per moved point for each point count; returns the table rows."""
+
+def surface_pool(count: int, seed: int = 1) -> np.ndarray:
+    """``count`` farthest-point samples (N, 3) LPS mm of a ≈ 200 mm bean centred on the LPS origin."""
+    from weaknet.bench.asm import shape_geometry, shape_mask
+    from weaknet.sampling import sample_surface_points
+
+    geometry = shape_geometry(spacing=(1.0, 1.0, 1.0), oblique=False)
+    return OBJECT_SCALE * sample_surface_points(shape_mask("bean", geometry), geometry, count, seed=seed)
+
+
+def _volume_node(scene, key: int):
+    from weaknet.volume import Geometry, Volume
+
+    from . import nodes
+
+    size, spacing = VOLUMES[key]
+    spacing = np.asarray(spacing)
+    origin = -spacing * (np.asarray(size) - 1) / 2
+    geometry = Geometry.create(size, spacing, origin, np.eye(3))
+    return nodes.add_volume_node(scene, Volume(np.zeros(geometry.shape, np.int16), geometry), f"bench{key}")
+
+
+def run(volumes=(256, 512), points=(25, 50, 125, 250), events: int = 20, subdivisions: int = 4,
+        autosave: bool = True) -> list[dict]:
+    """Per volume and point count: the event → segment times and the library-only times (ms, lists)."""
     from weaknet.asm import ActiveSurface
     from weaknet.coords import lps_to_ras
-    from weaknet.phantoms import make_phantom
-    from weaknet.rasterize import rasterize_mesh
-    from weaknet.sampling import sample_surface_points
+    from weaknet.rasterize import rasterize_box
 
     from . import nodes
     from .scene import create_scene
     from .session import AnnotationSession
 
-    phantom = make_phantom("bean", "CT", size=size, spacing=spacing, seed=0, oblique=True)
-    geometry = phantom.image.geometry
-    core = create_scene()
-    volume = nodes.add_volume_node(core.scene, phantom.image, "bench")
+    adds = (events + 1) // 2
     rows = []
     rng = np.random.default_rng(0)
-    for n in points:
-        pts = sample_surface_points(phantom.label.array, phantom.label.geometry, n, seed=1)
-        session = AnnotationSession(core.scene, volume)
-        obj = session.add_object(f"n{n}")
-        with session.batch():
-            nodes.set_control_points_lps(obj.markups_node, pts)
-        reference = ActiveSurface().fit(pts)
-        loop, library = [], []
-        for _ in range(repeats):
-            moved = pts.copy()
-            moved[0] += rng.normal(0.0, 0.5, 3)
-            t0 = time.perf_counter()
-            obj.markups_node.SetNthControlPointPosition(0, *lps_to_ras(moved[0]))
-            loop.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            reference.update(moved)
-            rasterize_mesh(reference.vertices, reference.faces, geometry)
-            library.append(time.perf_counter() - t0)
-            pts = moved
-            assert session.status_level == "info", session.status
-        rows.append({"points": n, "loop_ms": 1e3 * float(np.median(loop)),
-                     "library_ms": 1e3 * float(np.median(library))})
-        session.close()
+    core = create_scene()
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in volumes:
+            volume = _volume_node(core.scene, key)
+            geometry = nodes.volume_geometry(volume)
+            for n in points:
+                pool = surface_pool(n + adds)
+                session = AnnotationSession(core.scene, volume, autosave_dir=Path(tmp) / f"{key}_{n}" if autosave
+                                            else None, fit_options={"subdivisions": subdivisions})
+                obj = session.add_object(f"n{n}")
+                with session.batch():
+                    nodes.set_control_points_lps(obj.markups_node, pool[:n])
+                reference = ActiveSurface(subdivisions=subdivisions).fit(pool[:n])
+                current = pool[:n].copy()
+                loop, library = [], []
+                for e in range(events):
+                    if e % 2 == 0:  # a click: a new point
+                        current = np.vstack([current, pool[len(current)]])
+                        t0 = time.perf_counter()
+                        obj.markups_node.AddControlPoint(*lps_to_ras(current[-1]))
+                    else:  # a drag step: the last point moves by ≈ 1 mm
+                        current[-1] += rng.normal(0.0, 0.6, 3)
+                        t0 = time.perf_counter()
+                        obj.markups_node.SetNthControlPointPosition(len(current) - 1, *lps_to_ras(current[-1]))
+                    loop.append(time.perf_counter() - t0)
+                    assert session.status_level == "info", session.status
+                    t0 = time.perf_counter()
+                    reference.update(current)
+                    rasterize_box(reference.vertices, reference.faces, geometry)
+                    library.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                session.flush()
+                flush = time.perf_counter() - t0
+                rows.append({"volume": "×".join(map(str, geometry.size)), "points": n, "loop": loop,
+                             "library": library, "flush": flush, "voxels": int(obj.mask.sum())})
+                session.close()
+                for node in (obj.markups_node, session.segmentation_node):
+                    core.scene.RemoveNode(node)
+            core.scene.RemoveNode(volume)
     return rows
+
+
+def _ms(values, q: float) -> float:
+    return 1e3 * float(np.percentile(values, q))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", type=int, nargs="+", default=[8, 16, 32])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--volumes", type=int, nargs="+", default=[256, 512], choices=sorted(VOLUMES))
+    parser.add_argument("--points", type=int, nargs="+", default=[25, 50, 125, 250])
+    parser.add_argument("--events", type=int, default=20)
+    parser.add_argument("--subdivisions", type=int, default=4, help="icosphere level: 4 → 2,562, 5 → 10,242 vertices")
+    parser.add_argument("--no-autosave", action="store_true")
     args = parser.parse_args(argv)
-    rows = run(tuple(args.points), args.repeats)
-    print("| points | event → segment (ms) | library only: update + rasterize (ms) | ratio |")
-    print("|---:|---:|---:|---:|")
+    load_before = os.getloadavg()[0]
+    rows = run(tuple(args.volumes), tuple(args.points), args.events, args.subdivisions, not args.no_autosave)
+    load_after = os.getloadavg()[0]
+    autosave = "off" if args.no_autosave else "on"
+    print(f"point event → segment updated, real Slicer core (headless), autosave {autosave}, "
+          f"icosphere level {args.subdivisions}; {args.events} events per row (clicks and drag steps "
+          f"alternating); load average {load_before:.2f} → {load_after:.2f}")
+    print("| volume | points | template voxels | event → segment median / p95 (ms) | library only median / p95 (ms) "
+          "| bridge / library | final template write (ms) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['points']} | {r['loop_ms']:.1f} | {r['library_ms']:.1f} | {r['loop_ms'] / r['library_ms']:.2f} |")
+        print(f"| {r['volume']} | {r['points']} | {r['voxels']:,} "
+              f"| {_ms(r['loop'], 50):.1f} / {_ms(r['loop'], 95):.1f} "
+              f"| {_ms(r['library'], 50):.1f} / {_ms(r['library'], 95):.1f} "
+              f"| {np.median(r['loop']) / np.median(r['library']):.2f} | {1e3 * r['flush']:.0f} |")
     return 0
 
 

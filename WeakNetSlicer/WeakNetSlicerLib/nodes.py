@@ -95,10 +95,24 @@ def add_volume_node(scene, volume: Volume, name: str, labelmap: bool = False):
     return node
 
 
-def oriented_mask(mask: np.ndarray, geometry: Geometry) -> "slicer.vtkOrientedImageData":
-    """A ``vtkOrientedImageData`` labelmap (uint8 0/1) of a (D, H, W) mask on ``geometry``'s grid."""
+def oriented_mask(mask: np.ndarray | None, geometry: Geometry,
+                  offset: tuple[int, int, int] = (0, 0, 0)) -> "slicer.vtkOrientedImageData":
+    """A ``vtkOrientedImageData`` labelmap (uint8 0/1) on ``geometry``'s grid.
+
+    mask: (D, H, W) block of the grid starting at voxel ``offset`` (k, j, i), e.g. a template's bounding box
+    (the image's extent is that box, so nothing outside it is stored), or None for an empty labelmap.
+    """
     oriented = slicer.vtkOrientedImageData()
-    oriented.ShallowCopy(image_data((np.asarray(mask) > 0).astype(np.uint8)))
+    if mask is not None and np.asarray(mask).size:
+        block = np.asarray(mask)
+        oriented.ShallowCopy(image_data(block if block.dtype == np.uint8 and block.max(initial=0) <= 1
+                                        else (block > 0).astype(np.uint8)))
+        k, j, i = (int(o) for o in offset)
+        d, h, w = block.shape
+        oriented.SetExtent(i, i + w - 1, j, j + h - 1, k, k + d - 1)
+    else:  # no voxels, but an unsigned char type (Slicer's converters refuse a labelmap without one)
+        oriented.SetExtent(0, -1, 0, -1, 0, -1)
+        oriented.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     oriented.SetImageToWorldMatrix(array_to_matrix(lps_matrix_to_ras(geometry.index_to_lps)))
     return oriented
 
@@ -111,14 +125,16 @@ def surface_polydata(vertices_lps: np.ndarray, faces: np.ndarray) -> vtk.vtkPoly
 
 
 def set_segment(segmentation_node, segment_id: str, name: str, color: tuple[float, float, float],
-                mask: np.ndarray, geometry: Geometry, surface: vtk.vtkPolyData | None = None) -> str:
+                mask: np.ndarray | None, geometry: Geometry, surface: vtk.vtkPolyData | None = None,
+                offset: tuple[int, int, int] = (0, 0, 0)) -> str:
     """Create or replace one segment: binary labelmap (source; drawn in the slice views) from ``mask``
-    (D, H, W) on ``geometry``, and, when given, the closed surface (3D views) set directly from ``surface``
+    (D, H, W) on ``geometry`` — the whole grid, or a block of it starting at voxel ``offset`` (k, j, i), or
+    None for an empty segment — and, when given, the closed surface (3D views) set directly from ``surface``
     (RAS) so the 3D view shows the fitted mesh itself. Returns the segment id."""
     segmentation = segmentation_node.GetSegmentation()
     if segmentation.GetSourceRepresentationName() != LABELMAP:
         segmentation_node.SetSourceRepresentationToBinaryLabelmap()
-    labelmap = oriented_mask(mask, geometry)
+    labelmap = oriented_mask(mask, geometry, offset)
     segment = segmentation.GetSegment(segment_id)
     if segment is None:
         segment = slicer.vtkSegment()
@@ -138,6 +154,12 @@ def set_segment(segmentation_node, segment_id: str, name: str, color: tuple[floa
     if surface is not None:
         segment.AddRepresentation(CLOSED_SURFACE, surface)
     return segment_id
+
+
+def segment_tag(segment: "slicer.vtkSegment", tag: str) -> str | None:
+    """The value of a segment's tag (saved with it in a .seg.nrrd), or None when it has none."""
+    value = vtk.reference("")
+    return str(value.get()) if segment.GetTag(tag, value) else None
 
 
 LABEL_COLORS = ((0.95, 0.85, 0.2), (0.2, 0.85, 0.95), (0.9, 0.4, 0.9))

@@ -4,14 +4,19 @@ One :class:`AnnotationSession` per volume node; several target objects per volum
 node + one segment of the session's segmentation node each); several sessions (volumes) per scene. Every
 point added, moved or removed re-fits that object's template incrementally (``ActiveSurface.update``) and
 replaces its segment: the binary labelmap (slice views) rasterised on the volume's own grid (its IJK→RAS:
-oblique, anisotropic) and the fitted mesh as the closed surface (3D views).
+oblique, anisotropic) and the fitted mesh as the closed surface (3D views). Only what changed is touched: the
+template's bounding box (:class:`weaknet.rasterize.MaskRasterizer`; the segment's labelmap holds just that
+box), no copy of the whole grid.
 
 Bad input never raises out of a scene observer and never drops a point: fewer than 4 points, points
 outside the volume, coplanar points... set :attr:`AnnotationSession.status` (and notify listeners) and
 keep every point where the user put it — except, with :attr:`AnnotationSession.drop_outside_clicks` (the
 browser annotator), a click placed outside the image, which is taken back at once with a warning. With an
-autosave folder the clicks (``.mrk.json``) are written before each fit and the templates (``.seg.nrrd``) after
-it; :meth:`AnnotationSession.reopen` restores both.
+autosave folder the clicks (``.mrk.json``, small) are written at once on every change, and the templates
+(``templates.seg.nrrd``) off the interactive path by :class:`~WeakNetSlicerLib.autosave.TemplateWriter`: at most
+once a second, at the end of a drag and on :meth:`AnnotationSession.flush`/``close``. :meth:`AnnotationSession.reopen`
+restores both, and re-fits an object whose saved template is older than its points (each segment carries a
+fingerprint of the points it was fitted through).
 
 Every change of an object's points (a click, a drag, a deletion, a clear, a batch) is one entry of the
 session's undo stack (:class:`EditHistory`); undo and redo put back the points *and* the template that was
@@ -39,6 +44,7 @@ from weaknet.filenames import unique_stem
 from weaknet.points import validate_points
 
 from . import nodes
+from .autosave import POINTS_TAG, SegmentBlock, TemplateWriter, points_fingerprint, write_seg_nrrd
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +71,11 @@ class TargetObject:
     """One structure being annotated: its points (a markups fiducial node) and its template (a segment).
 
     ``stem`` names its files and segment (unique in the session, see :func:`weaknet.filenames.unique_stem`);
-    ``mask`` is the current template (D, H, W) uint8 on the volume's grid, or None before the first fit;
-    ``clicks`` counts points placed by the user (the annotation effort), including ones later removed.
+    ``mask`` is the current template (D, H, W) uint8 on the volume's grid, or None before the first fit (kept
+    up to date in place, box by box); ``block`` the voxels of its bounding box from voxel ``offset`` (k, j, i):
+    what the segment holds (never changed once made: the autosave writes it from another thread);
+    ``template_points`` (N, 3) LPS the points the shown template was fitted through; ``clicks`` counts points
+    placed by the user (the annotation effort), including ones later removed.
     """
 
     name: str
@@ -76,6 +85,10 @@ class TargetObject:
     clicks: int = 0
     surface: object | None = None
     mask: np.ndarray | None = None
+    block: np.ndarray | None = None
+    offset: tuple[int, int, int] = (0, 0, 0)
+    rasterizer: object | None = None
+    template_points: np.ndarray | None = None
     fitted_points: np.ndarray | None = None
     tags: list[int] = field(default_factory=list)
     dragging: bool = False
@@ -164,6 +177,7 @@ class AnnotationSession:
         self.closed = False
         self._listeners: list[Callable[["AnnotationSession"], None]] = []
         self.autosave_error: str | None = None
+        self._writer = TemplateWriter(on_error=_weak(self._on_write_error))
         self.history = EditHistory()
         self._batch = 0
         self.drop_outside_clicks = False
@@ -277,17 +291,29 @@ class AnnotationSession:
 
     def _show(self, obj: TargetObject, surface) -> None:
         """Show ``surface`` (an ActiveSurface or None) as ``obj``'s template for its present points; autosave."""
-        from weaknet.rasterize import rasterize_mesh
-
-        obj.fitted_points, obj.surface = obj.points_lps, surface  # as the node holds them (read back)
-        if surface is None:
-            obj.mask = None
-            self._write_segment(obj, np.zeros(self.geometry.shape, np.uint8), None)
-        else:
-            obj.mask = rasterize_mesh(surface.vertices, surface.faces, self.geometry)
-            self._write_segment(obj, obj.mask, nodes.surface_polydata(surface.vertices, surface.faces))
+        obj.fitted_points = obj.points_lps  # as the node holds them (read back)
+        self._show_surface(obj, surface, obj.fitted_points)
         self._save_points(obj)
         self._save_templates()
+
+    def _show_surface(self, obj: TargetObject, surface, points: np.ndarray) -> None:
+        """Make ``surface`` (an ActiveSurface fitted through ``points`` (N, 3) LPS, or None: no template)
+        ``obj``'s template: its mask updated within the old and new bounding boxes, its segment given the new
+        box and the mesh as closed surface."""
+        from weaknet.rasterize import MaskRasterizer
+
+        obj.surface = surface
+        if surface is None:
+            obj.mask, obj.block, obj.rasterizer, obj.template_points = None, None, None, None
+            self._write_segment(obj, None, None)
+            return
+        if obj.rasterizer is None:
+            obj.rasterizer = MaskRasterizer(self.geometry)
+        obj.rasterizer.update(surface.vertices, surface.faces)
+        obj.mask, obj.block = obj.rasterizer.mask, obj.rasterizer.block
+        obj.offset = tuple(int(b.start) for b in obj.rasterizer.box)
+        obj.template_points = points
+        self._write_segment(obj, obj.block, nodes.surface_polydata(surface.vertices, surface.faces))
 
     @property
     def can_undo(self) -> bool:
@@ -379,24 +405,22 @@ class AnnotationSession:
             validate_points(points, self.geometry)
         except InputError as exc:
             if len(points) < 4:
-                obj.surface, obj.mask = None, None
-                self._write_segment(obj, np.zeros(self.geometry.shape, np.uint8), None)
-                self._save_templates_unless_dragging(obj)
+                self._show_surface(obj, None, points)
+                self._save_templates()
             self._set_status(f"{obj.name}: {exc}", "warning")
             return False
         from weaknet.asm import ActiveSurface
-        from weaknet.rasterize import rasterize_mesh
 
-        if full or obj.surface is None:
-            obj.surface = ActiveSurface(**self.fit_options)
-            obj.surface.fit(points)
+        surface = obj.surface
+        if full or surface is None:
+            surface = ActiveSurface(**self.fit_options)
+            surface.fit(points)
         else:
-            obj.surface.update(points)
-        obj.mask = rasterize_mesh(obj.surface.vertices, obj.surface.faces, self.geometry)
-        self._write_segment(obj, obj.mask, nodes.surface_polydata(obj.surface.vertices, obj.surface.faces))
-        self._save_templates_unless_dragging(obj)
-        self._set_status(f"{obj.name}: template fitted through {len(points)} points "
-                         f"({int(obj.mask.sum())} voxels)", "info")
+            surface.update(points)
+        self._show_surface(obj, surface, points)
+        self._save_templates()
+        voxels = int(obj.block.sum()) if obj.block is not None else 0
+        self._set_status(f"{obj.name}: template fitted through {len(points)} points ({voxels} voxels)", "info")
         return True
 
     def _record(self, obj: TargetObject) -> None:
@@ -421,9 +445,18 @@ class AnnotationSession:
             raise InputError("no folder to save the session to; choose an autosave folder")
         for obj in self.objects:
             nodes.write_node(obj.markups_node, target / obj.points_file)
-        nodes.write_node(self.segmentation_node, target / TEMPLATES_FILE)
+        try:
+            write_seg_nrrd(target / TEMPLATES_FILE, self.geometry, self._snapshot())
+        except OSError as exc:
+            raise InputError(f"{target / TEMPLATES_FILE}: could not be written ({exc})") from exc
         self._write_session_file(target)
         return target
+
+    def flush(self) -> None:
+        """Write the templates file now if a write is due (the autosave writes it at most once a second) and
+        wait until it is on disk."""
+        if self.autosave_dir:
+            self._writer.flush()
 
     @classmethod
     def reopen(cls, scene, folder: str | Path, volume_node=None, volumes_logic=None,
@@ -431,7 +464,9 @@ class AnnotationSession:
         """Reopen a saved session: loads the volume (unless ``volume_node`` is given; with ``volumes_logic``,
         Slicer's own by default), the templates and every object's points.
 
-        The saved templates are shown as saved; the next point change re-fits from the points.
+        The saved templates are shown as saved, except where they are older than the points (the clicks are
+        saved at once, the templates up to a second later): those objects are re-fitted from their points.
+        The next point change re-fits from the points.
         """
         folder = Path(folder)
         meta_path = folder / SESSION_FILE
@@ -446,6 +481,8 @@ class AnnotationSession:
             segmentation_node = nodes.read_node(scene, "vtkMRMLSegmentationNode", folder / TEMPLATES_FILE,
                                                 f"{volume_node.GetName()} templates")
         session = cls(scene, volume_node, segmentation_node, folder if autosave else None, fit_options)
+        templates = folder / TEMPLATES_FILE
+        stale = []
         with session._quiet():
             for entry in meta.get("objects", []):
                 points_file = folder / entry["points"]
@@ -453,8 +490,14 @@ class AnnotationSession:
                 if points_file.is_file():
                     markups = nodes.read_node(scene, "vtkMRMLMarkupsFiducialNode", points_file,
                                               f"{volume_node.GetName()} {entry['name']}")
-                session._adopt(markups, entry["name"], tuple(entry.get("color", COLORS[0])), entry.get("clicks"),
-                               Path(entry["points"]).name[: -len(POINTS_SUFFIX)])
+                obj = session._adopt(markups, entry["name"], tuple(entry.get("color", COLORS[0])),
+                                     entry.get("clicks"), Path(entry["points"]).name[: -len(POINTS_SUFFIX)])
+                newer = points_file.is_file() and (not templates.is_file()
+                                                   or points_file.stat().st_mtime > templates.stat().st_mtime)
+                if session._stale(obj, newer):
+                    stale.append(obj)
+        for obj in stale:
+            session.refit(obj, full=True)
         session._set_status(f"reopened {len(session.objects)} object(s) with {session.point_count} points "
                             f"from {folder}", "info")
         return session
@@ -467,11 +510,16 @@ class AnnotationSession:
         segmentation_node = next((n for n in nodes.nodes_of_class(scene, "vtkMRMLSegmentationNode")
                                   if n.GetNodeReference(REF_VOLUME) is volume_node), None)
         session = cls(scene, volume_node, segmentation_node, autosave_dir, fit_options)
+        stale = []
         with session._quiet():
             for markups in nodes.nodes_of_class(scene, "vtkMRMLMarkupsFiducialNode"):
                 if markups.GetNodeReference(REF_VOLUME) is volume_node:
-                    session._adopt(markups, markups.GetAttribute(ATTR_OBJECT), None,
-                                   markups.GetAttribute(ATTR_CLICKS), markups.GetAttribute(ATTR_STEM))
+                    obj = session._adopt(markups, markups.GetAttribute(ATTR_OBJECT), None,
+                                         markups.GetAttribute(ATTR_CLICKS), markups.GetAttribute(ATTR_STEM))
+                    if session._stale(obj, False):
+                        stale.append(obj)
+        for obj in stale:
+            session.refit(obj, full=True)
         session._set_status(f"resumed {len(session.objects)} object(s) with {session.point_count} points", "info")
         return session
 
@@ -486,7 +534,20 @@ class AnnotationSession:
         obj.fitted_points = obj.points_lps
         if segment is not None:
             obj.mask = self.template_mask(obj)
+            obj.template_points = obj.fitted_points
         return obj
+
+    def _stale(self, obj: TargetObject, points_newer: bool) -> bool:
+        """Whether ``obj``'s template (as read) is older than its points: no segment for 4 or more points, a
+        segment fitted through other points (its fingerprint tag), or, without a tag (a file Slicer wrote),
+        ``points_newer`` (the points file is newer than the templates file)."""
+        segment = self.segmentation_node.GetSegmentation().GetSegment(obj.segment_id)
+        if segment is None:
+            return obj.point_count >= 4
+        saved = nodes.segment_tag(segment, POINTS_TAG)
+        if saved is not None:
+            return saved != points_fingerprint(obj.points_lps)
+        return points_newer
 
     # -------------------------------------------------------------------------------------- listeners
     def add_listener(self, callback: Callable[["AnnotationSession"], None]) -> None:
@@ -502,6 +563,7 @@ class AnnotationSession:
         """Stop observing the scene and the markups nodes (nodes and files stay)."""
         if self.closed:
             return
+        self._writer.close()  # the last templates reach the disk
         for obj in self.objects:
             self._detach(obj)
         for tag in self._scene_tags:
@@ -555,10 +617,7 @@ class AnnotationSession:
     def _on_drag(self, obj: TargetObject, dragging: bool, caller=None, vtk_event=None) -> None:
         obj.dragging, obj.drag_recorded = dragging, False
         if not dragging:
-            try:
-                self._save_templates()
-            except WeakNetError as exc:
-                self._set_status(str(exc), "error")
+            self._save_templates(now=True)
             self._notify()
 
     def _on_scene_close(self, caller, event) -> None:
@@ -594,25 +653,49 @@ class AnnotationSession:
         except Exception:  # noqa: BLE001 - never raise into the scene's event loop
             log.exception("WeakNet: handling a deleted node failed")
 
-    def _write_segment(self, obj: TargetObject, mask: np.ndarray, surface) -> None:
+    def _write_segment(self, obj: TargetObject, block: np.ndarray | None, surface) -> None:
+        """Give ``obj``'s segment the labelmap ``block`` (its box from ``obj.offset``, or None: empty)."""
         if not self.scene.IsNodePresent(self.segmentation_node):
             self.segmentation_node = self._new_segmentation_node()
             self._tag_segmentation()
-        nodes.set_segment(self.segmentation_node, obj.segment_id, obj.name, obj.color, mask, self.geometry,
-                          surface)
+        nodes.set_segment(self.segmentation_node, obj.segment_id, obj.name, obj.color, block, self.geometry,
+                          surface, obj.offset)
 
     def _save_points(self, obj: TargetObject) -> None:
+        """Write ``obj``'s clicks (.mrk.json) and session.json now (small files: a click is never lost)."""
         if self.autosave_dir and not self._batch:
             self._autosave(nodes.write_node, obj.markups_node, self.autosave_dir / obj.points_file)
-
-    def _save_templates_unless_dragging(self, obj: TargetObject) -> None:
-        if not obj.dragging:  # while dragging, the end of the drag saves
-            self._save_templates()
-
-    def _save_templates(self) -> None:
-        if self.autosave_dir and not self._batch and self.scene.IsNodePresent(self.segmentation_node):
-            self._autosave(nodes.write_node, self.segmentation_node, self.autosave_dir / TEMPLATES_FILE)
             self._autosave(self._write_session_file)
+
+    def _save_templates(self, now: bool = False) -> None:
+        """Hand the templates to the background writer (written within a second; ``now``: at once)."""
+        if not self.autosave_dir or self._batch or not self.scene.IsNodePresent(self.segmentation_node):
+            return
+        path = self.autosave_dir / TEMPLATES_FILE
+        storage = self.segmentation_node.GetStorageNode()
+        if storage is None:  # a saved scene (.mrml) then refers to the autosaved file
+            self.segmentation_node.AddDefaultStorageNode()
+            storage = self.segmentation_node.GetStorageNode()
+        if storage.GetFileName() != str(path):
+            storage.SetFileName(str(path))
+        self._writer.request(path, self.geometry, self._snapshot(), now)
+
+    def _snapshot(self) -> list[SegmentBlock]:
+        """Every object's template as written: its box and block (no copy: blocks are never changed) and the
+        fingerprint of the points it was fitted through."""
+        out = []
+        for o in self.objects:
+            if o.block is None and o.mask is not None:  # a template read from a file: its box, once
+                o.offset, o.block = _crop(o.mask)
+            tags = {POINTS_TAG: points_fingerprint(o.template_points)} if o.template_points is not None else {}
+            out.append(SegmentBlock(o.segment_id, o.name, tuple(o.color), o.block, o.offset, tags))
+        return out
+
+    def _on_write_error(self, message: str | None) -> None:
+        """The template writer's report (from its thread): shown with the next status."""
+        self.autosave_error = None if message is None else \
+            f"autosave to {self.autosave_dir} failed ({message}); your points are kept in the scene: choose " \
+            "another autosave folder or save the scene"
 
     def _autosave(self, write, *args) -> None:
         """Run one autosave write; a failure (full disk, no permission...) never stops fitting and never
@@ -723,6 +806,16 @@ def _weak(method, *bound):
     if hasattr(method, "CallDataType"):
         call.CallDataType = method.CallDataType
     return call
+
+
+def _crop(mask: np.ndarray) -> tuple[tuple[int, int, int], np.ndarray | None]:
+    """The bounding box of a (D, H, W) mask's non-zero voxels: its first voxel (k, j, i) and a copy of the
+    block (None when the mask is empty)."""
+    nonzero = [np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    if not all(len(n) for n in nonzero):
+        return (0, 0, 0), None
+    box = tuple(slice(int(n[0]), int(n[-1]) + 1) for n in nonzero)
+    return tuple(b.start for b in box), np.ascontiguousarray(mask[box], dtype=np.uint8)
 
 
 def _load_volume(volumes_logic, path: Path, name: str):
