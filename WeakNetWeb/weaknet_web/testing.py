@@ -189,14 +189,21 @@ class AppPage:
         return self.wait_frames(int(self.trigger("weaknet_render")))
 
     def scroll(self, view: str, offset_mm: float) -> None:
-        """Move a slice view to ``offset_mm`` with its slider (as a user does) and wait for the frames."""
-        self.set_state(f"{view}__SliderState__value", float(offset_mm))
-        deadline = time.monotonic() + 10
-        while abs(self.debug()["views"][view]["offset"] - offset_mm) > 1e-3:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{view} did not move to {offset_mm} mm")
-            self.page.wait_for_timeout(30)
-        self.rerender()
+        """Move a slice view to ``offset_mm`` with its slider (as a user does) and wait for the frames.
+
+        The page sends a slider value only when it differs from the one it holds, which may equal the target
+        while the view is elsewhere (moved by the server since): after each second without the view moving,
+        the value is sent again nudged by 0.1 µm steps (well inside the 1e-3 mm tolerance)."""
+        start = time.monotonic()
+        for attempt in range(10):
+            self.set_state(f"{view}__SliderState__value", float(offset_mm) + 1e-4 * attempt)
+            retry = time.monotonic() + 1.0
+            while time.monotonic() < retry:
+                if abs(self.debug()["views"][view]["offset"] - offset_mm) <= 1e-3:
+                    self.rerender()
+                    return
+                self.page.wait_for_timeout(30)
+        raise TimeoutError(f"{view} did not move to {offset_mm} mm in {time.monotonic() - start:.0f} s")
 
     def debug(self) -> dict:
         return self.trigger("weaknet_debug")
