@@ -45,7 +45,7 @@ class WebApp:
         self.annotation = AnnotationPanel(self)
         self.training = TrainingPanel(self)
 
-    def changed(self) -> int:
+    def changed(self, render: bool = True) -> int:
         self.renders += 1
         return self.renders
 

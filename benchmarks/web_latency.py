@@ -11,15 +11,22 @@ animation frame):
 Reference, measured in the same run: the render round trip without any fit (the page asks the server to
 re-render; time until every slice view delivered the new frame).
 
+Also counted on the server: renders per view per click (one per view that shows the change is the
+floor), renders per view while the mouse only hovers over the axial view (the point preview), and, with
+place mode off, a point dragged across the axial view at a hand's pace: re-fits per second during the
+drag and frames the axial view delivered per second.
+
     .venv/bin/python benchmarks/web_latency.py [--clicks 20] [--kind bean] [--size 64 64 48]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +75,54 @@ def measure_clicks(page: testing.AppPage, label, plan) -> dict[str, list[float]]
     return out
 
 
+def count_renders(page: testing.AppPage, action) -> dict[str, int]:
+    """Renders per view (server-side count) caused by ``action()``, once every slice view has settled."""
+    before = page.debug()["renders"]
+    action()
+    page.wait_frames(views=list(testing.SLICE_VIEWS) + ["ThreeD"])
+    page.page.wait_for_timeout(300)  # a render scheduled late still counts
+    after = page.debug()["renders"]
+    return {v: after.get(v, 0) - before.get(v, 0) for v in after}
+
+
+def hover(page: testing.AppPage, view: str, moves: int = 20) -> None:
+    """Move the mouse across a view in ``moves`` steps at 60 Hz, without clicking."""
+    box = page.view_box(view)
+    for i in range(moves):
+        page.page.mouse.move(box["x"] + box["width"] * (0.3 + 0.4 * i / moves), box["y"] + box["height"] * 0.5)
+        page.page.wait_for_timeout(16)
+
+
+def measure_drag(page: testing.AppPage, view: str, steps: int = 40) -> dict[str, float]:
+    """Drag the active object's last point across ``view`` (place mode off) in ``steps`` mouse moves at 60 Hz;
+    re-fits per second and frames of that view per second over the drag."""
+    debug = page.debug()
+    points = np.asarray(next(iter(debug["points_ras"].values())), float)
+    offset = debug["views"][view]["offset"]
+    on_plane = points[np.abs(points[:, 2] - offset) < 0.5]  # an axial view's offset is its S coordinate
+    start = on_plane[-1]
+    page.set_state("place_mode", False)
+    page.wait_state("place_mode", "v === false")
+    x, y, _ = page.ras_to_page(view, start, debug)
+    mouse = page.page.mouse
+    mouse.move(x + 4, y + 4)
+    mouse.move(x, y)
+    page.wait_state(f"{view}_active_view_cursor", "v === 'pointer'")
+    fits0, frames0 = int(page.state("update_count")), page.debug()["renders"].get(view, 0)
+    t0 = time.perf_counter()
+    mouse.down()
+    for i in range(1, steps + 1):
+        mouse.move(x + 25 * np.sin(np.pi * i / steps), y + 12 * i / steps)
+        page.page.wait_for_timeout(16)
+    mouse.up()
+    page.wait_frames()
+    seconds = time.perf_counter() - t0
+    fits, frames = int(page.state("update_count")) - fits0, page.debug()["renders"].get(view, 0) - frames0
+    page.set_state("place_mode", True)
+    return {"seconds": seconds, "moves": steps, "fits": fits, "fits_per_s": fits / seconds,
+            "frames_per_s": frames / seconds}
+
+
 def save_screenshot(page: testing.AppPage, path: Path) -> None:
     """The whole page once every view shows the current template, as a 256-colour PNG."""
     from io import BytesIO
@@ -111,6 +166,11 @@ def main(argv=None) -> int:
             z = testing.axial_offsets(phantom.label, [0.5, 0.8, 0.2])
             per_plane = [args.clicks // 3 + (1 if i < args.clicks % 3 else 0) for i in range(3)]
             times = measure_clicks(page, phantom.label, [("Red", z[i], n) for i, n in enumerate(per_plane)])
+            debug = page.debug()
+            extra = testing.plane_surface_points(phantom.label.array, phantom.label.geometry, debug, {"Red": 2})
+            per_click = [count_renders(page, lambda p=p: page.click_ras("Red", p, debug)) for p in extra["Red"]]
+            hovering = count_renders(page, lambda: hover(page, "Red"))
+            drag = measure_drag(page, "Red")
             if args.screenshot:
                 save_screenshot(page, Path(args.screenshot))
             server.check_alive()
@@ -123,6 +183,16 @@ def main(argv=None) -> int:
     print(row("click → point count shown", times["points"], ref))
     print(row("click → template overlay in the clicked view", times["view"], ref))
     print(row("click → overlay in all three slice views", times["all"], ref))
+    views = sorted(per_click[0])
+    print()
+    print("| renders on the server | " + " | ".join(views) + " |")
+    print("|---|" + "---|" * len(views))
+    print("| per click (mean of 2) | " + " | ".join(f"{np.mean([c[v] for c in per_click]):.1f}" for v in views) + " |")
+    print("| 20 mouse moves over the axial view, no click | " + " | ".join(str(hovering[v]) for v in views) + " |")
+    print()
+    print(f"drag of one point across the axial view ({drag['moves']} mouse moves at 60 Hz, {drag['seconds']:.2f} s): "
+          f"{drag['fits']} re-fits, {drag['fits_per_s']:.0f} re-fits/s, axial view {drag['frames_per_s']:.0f} frames/s")
+    print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end of the run")
     return 0
 
 

@@ -204,7 +204,7 @@ class AnnotationPanel:
             if session is not None and s.place_mode != status.placing:
                 s.place_mode = status.placing
             s.update_count = int(s.update_count or 0) + 1
-            self.app.changed()
+            self.app.changed(render=False)  # the changed nodes' views render themselves
         flush_soon(self.state)
 
     def _object_list(self, session) -> list[dict]:

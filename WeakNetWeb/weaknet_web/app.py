@@ -450,9 +450,13 @@ class AnnotatorApp(TrameApp):
             self.state.info_visible = True
 
     # ----------------------------------------------------------------------------------------- views
-    def changed(self) -> int:
-        """Note that what the views show changed: bump the revision, re-render every view; returns the revision
-        (a frame tagged with it in ``state.frames`` shows the change)."""
+    def changed(self, render: bool = True) -> int:
+        """Note that what the views show changed: bump the revision and re-render every view; returns the
+        revision (a frame tagged with it in ``state.frames`` shows the change). ``render=False`` after a change
+        of MRML nodes: Slicer's displayable managers already asked exactly the views showing them to render
+        (one render per changed view); the others count as up to date."""
+        if not render:
+            return self.frames.bump(settle=True)
         revision = self.frames.bump()
         for view in self.slicer.view_manager.get_views():
             view.schedule_render()
@@ -477,4 +481,4 @@ class AnnotatorApp(TrameApp):
                    self.slicer.view_manager.get_threed_views()]
         return {"views": views, "revision": self.frames.revision, "volume": self.state.volume_name,
                 "cameras_3d": cameras,
-                "points_ras": self.annotation.debug()}
+                "points_ras": self.annotation.debug(), "renders": dict(self.frames.renders)}

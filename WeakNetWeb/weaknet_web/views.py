@@ -22,7 +22,9 @@ class FrameCounter:
 
     ``bump()`` is called by the app after each change of what the views show (a fit, a loaded volume) and
     returns the new revision; every frame rendered afterwards is tagged with it in ``state.frames`` when it
-    is pushed to the browser.
+    is pushed to the browser. With ``settle`` a view that has no render pending (Slicer's displayable
+    managers asked for none: nothing it shows changed) is counted as showing the new revision at once, so
+    nothing is re-rendered only to be counted. ``renders`` counts the renders of each view (benchmarks).
     """
 
     def __init__(self, server):
@@ -30,18 +32,39 @@ class FrameCounter:
         self.revision = 0
         self._state.frames = {}
         self._state.revision = 0
+        self._schedulers: dict[str, RcaRenderSchedulerProtocol] = {}
+        self.renders: dict[str, int] = {}
 
-    def bump(self) -> int:
+    def watch(self, view_id: str, scheduler: RcaRenderSchedulerProtocol) -> None:
+        """Follow a view: its render scheduler tells whether a render is pending."""
+        self._schedulers[view_id] = scheduler
+        self.renders.setdefault(view_id, 0)
+
+    def bump(self, settle: bool = False) -> int:
         self.revision += 1
         self._state.revision = self.revision
+        if settle:
+            idle = [v for v, scheduler in self._schedulers.items() if not _render_pending(scheduler)]
+            if idle:
+                self._mark(idle, self.revision)
         return self.revision
 
     def frame_pushed(self, view_id: str, revision: int) -> None:
         """Record that ``view_id`` delivered a frame showing scene ``revision``."""
+        self._mark([view_id], revision)
+
+    def _mark(self, view_ids: list[str], revision: int) -> None:
         frames = dict(self._state.frames or {})
-        frames[view_id] = revision
+        for view_id in view_ids:
+            frames[view_id] = max(int(frames.get(view_id, 0)), revision)
         with self._state:
             self._state.frames = frames
+
+
+def _render_pending(scheduler) -> bool:
+    """Whether trame-rca's image scheduler has a render requested and not yet made (unknown: True)."""
+    event = getattr(scheduler, "_request_event", None)
+    return True if event is None else event.is_set()
 
 
 def _counting_factory(base: type):
@@ -65,8 +88,13 @@ def _counting_factory(base: type):
             # Tag a frame with the revision current when it was *rendered*: a frame rendered just before a
             # fit is often pushed just after it (the fit holds the event loop), and must not count as new.
             rendered = [counter.revision]
-            rca_view.slicer_view.render_window().AddObserver(
-                "EndEvent", lambda *_: rendered.__setitem__(0, counter.revision))
+            counter.watch(view_id, self._last_scheduler)
+
+            def on_render(*_):
+                rendered[0] = counter.revision
+                counter.renders[view_id] = counter.renders.get(view_id, 0) + 1
+
+            rca_view.slicer_view.render_window().AddObserver("EndEvent", on_render)
 
             def push_and_count(content: bytes, meta: dict) -> None:
                 push(content, meta)
@@ -134,16 +162,23 @@ STILL_QUALITY = 90  # RCA's still-frame JPEG quality; interactive frames use it 
 # render per view instead of two (an interactive frame, then a still re-render): renders dominate without a GPU
 
 
+SLICE_FPS = (30.0, 10.0)
+"""Most frames per second of a slice view under the mouse, and of the others: while a point is dragged the
+view being dragged in follows at 30 frames/s and the other views (≈ 15–40 ms a render on llvmpipe) do not
+hold up the re-fits."""
+THREED_FPS = (20.0, 5.0)
+
+
 def register_counting_factories(view_manager, server, counter: FrameCounter) -> None:
     """Register slice and 3D view factories whose frames are counted by ``counter`` (JPEG images)."""
     from trame_slicer.app.ui import create_vertical_slice_view_gutter_ui, create_vertical_view_gutter_ui
 
     view_manager.register_factory(CountingSliceViewFactory(
         server, counter, populate_view_ui_f=_tagged(create_vertical_slice_view_gutter_ui),
-        target_fps=20.0, blur_fps=20.0, interactive_quality=STILL_QUALITY))
+        target_fps=SLICE_FPS[0], blur_fps=SLICE_FPS[1], interactive_quality=STILL_QUALITY))
     view_manager.register_factory(CountingThreeDViewFactory(
         server, counter, populate_view_ui_f=_tagged(create_vertical_view_gutter_ui),
-        target_fps=20.0, blur_fps=10.0, interactive_quality=STILL_QUALITY))
+        target_fps=THREED_FPS[0], blur_fps=THREED_FPS[1], interactive_quality=STILL_QUALITY))
 
 
 LAYOUTS = ("Four-up", "Axial + 3D", "Axial only", "Slices only")
