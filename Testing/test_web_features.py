@@ -219,13 +219,7 @@ def test_window_presets_mouse_drag_and_sync(tabs):
     a.set_state("wl_drag", True)
     a.wait_state("place_mode", "v === false")
     x, y, _ = a.ras_to_page("Red", [-6.0, -6.0, a.debug()["views"]["Red"]["offset"]])  # on the image, no point
-    mouse = a.page.mouse
-    mouse.move(x, y)
-    mouse.down()
-    for i in range(1, 11):
-        mouse.move(x + 8 * i, y + 4 * i)
-        a.page.wait_for_timeout(30)
-    mouse.up()
+    a.drag(x, y, 80, 40)
     a.wait_state("wl_min_max", lambda v: abs(v[0] - auto[0]) > 1 or abs(v[1] - auto[1]) > 1)
     b.wait_state("wl_min_max", lambda v: v == a.state("wl_min_max"))
     print("window after a mouse drag:", a.state("wl_min_max"), "from", auto)
@@ -253,20 +247,12 @@ def test_orientation_letters_and_slice_position(tabs):
 
 def test_rotate_3d_while_placing(tabs):
     a, _, _ = tabs
-    views = a.page.evaluate("() => Array.from(document.querySelectorAll('[data-view]'))"
-                            ".map(e => e.getAttribute('data-view'))")
-    threed = [v for v in views if v not in testing.SLICE_VIEWS][0]
+    threed = [v for v in a.view_ids() if v not in testing.SLICE_VIEWS][0]
     assert a.state("place_mode") is True
     camera = a.debug()["cameras_3d"][0]
     box = a.view_box(threed)
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    mouse = a.page.mouse
-    mouse.move(x, y)
-    mouse.down()
-    for i in range(1, 11):
-        mouse.move(x + 8 * i, y + 3 * i)
-        a.page.wait_for_timeout(30)
-    mouse.up()
+    a.drag(x, y, 80, 30)
     a.wait_state("status", lambda v: "a drag is not a click" in v or a.state("n_points") != 10)
     moved = np.linalg.norm(np.subtract(a.debug()["cameras_3d"][0], camera))
     print(f"3D camera moved {moved:.1f} mm by a drag in place mode")

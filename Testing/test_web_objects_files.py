@@ -175,20 +175,12 @@ def test_click_outside_the_image_adds_no_point(case, page):
 
 def test_drag_in_3d_adds_no_point(page):
     """Issue 13.3 (3D): rotating the 3D view in place mode (press, drag, release) leaves no point."""
-    threed = page.page.evaluate("() => Array.from(document.querySelectorAll('[data-view]'))"
-                                ".map(e => e.getAttribute('data-view'))")
-    threed = [v for v in threed if v not in testing.SLICE_VIEWS][0]
+    threed = [v for v in page.view_ids() if v not in testing.SLICE_VIEWS][0]
     box = page.view_box(threed)
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     before, total = page.state("n_points"), page.state("total_points")
     assert page.state("place_mode") is True
-    mouse = page.page.mouse
-    mouse.move(x, y)
-    mouse.down()
-    for i in range(1, 11):
-        mouse.move(x + 6 * i, y + 2 * i)
-        page.page.wait_for_timeout(30)
-    mouse.up()
+    page.drag(x, y, 60, 20)
     page.wait_state("status", lambda v: "a drag is not a click" in v or page.state("n_points") != before)
     assert page.state("n_points") == before and page.state("total_points") == total
 

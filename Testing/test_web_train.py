@@ -109,8 +109,7 @@ def test_apply_off_the_event_loop_hide_remove(trained):
     the prediction shows in the slice views, does not slow the renders, and can be hidden and removed."""
     page, server, _, browser, _ = trained
     _open(page, "noise.nrrd")
-    views = [v for v in page.page.evaluate("() => Array.from(document.querySelectorAll('[data-view]'))"
-                                           ".map(e => e.getAttribute('data-view'))")]
+    views = page.view_ids()
     assert len(views) == 4
     before_ms = _render_ms(page, views)
     assert _green(page) < 0.001

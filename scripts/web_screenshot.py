@@ -47,17 +47,10 @@ def main(out: str = "docs/img/web_app.png") -> Path:
                 page.set_state("points_file", points)
                 click("load-points_file")
                 page.wait_state("status", f"v.includes({name + ': template fitted'!r})")
-            threed = [v for v in page.page.evaluate("() => Array.from(document.querySelectorAll('[data-view]'))"
-                                                    ".map(e => e.getAttribute('data-view'))")
-                      if v not in testing.SLICE_VIEWS][0]
+            threed = [v for v in page.view_ids() if v not in testing.SLICE_VIEWS][0]
             box = page.view_box(threed)
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.page.mouse.move(x, y)
-            page.page.mouse.down()
-            for step in range(1, 11):
-                page.page.mouse.move(x + 9 * step, y - 6 * step)
-                page.page.wait_for_timeout(30)
-            page.page.mouse.up()  # in place mode a drag rotates the 3D view and places nothing
+            page.drag(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, 90, -60)
+            # in place mode a drag rotates the 3D view and places nothing
             page.wait_state("status", "v.includes('a drag is not a click')")
             page.set_state("place_mode", False)  # no point preview under the mouse
             page.wait_state("place_mode", "v === false")
@@ -67,8 +60,7 @@ def main(out: str = "docs/img/web_app.png") -> Path:
             page.wait_state("status", "v.includes('Distractor: template fitted')")
             page.page.mouse.move(5, 895)
             page.rerender()
-            page.wait_frames(views=page.page.evaluate(
-                "() => Array.from(document.querySelectorAll('[data-view]')).map(e => e.getAttribute('data-view'))"))
+            page.wait_frames(views=page.view_ids())
             png = Path(tmp) / "page.png"
             page.page.screenshot(path=str(png))
             server.check_alive()

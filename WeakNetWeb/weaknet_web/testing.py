@@ -256,6 +256,21 @@ class AppPage:
         self.wait_state("update_count", f"v > {fits}")
         self.wait_frames()
 
+    def drag(self, x: float, y: float, dx: float, dy: float, steps: int = 10) -> None:
+        """Press the left button at page pixel (x, y), move by (dx, dy) at a hand's pace, release."""
+        mouse = self.page.mouse
+        mouse.move(x, y)
+        mouse.down()
+        for i in range(1, steps + 1):
+            mouse.move(x + dx * i / steps, y + dy * i / steps)
+            self.page.wait_for_timeout(30)
+        mouse.up()
+
+    def view_ids(self) -> list[str]:
+        """The trame ids of the views on the page (slice views: :data:`SLICE_VIEWS`; the 3D view's differs)."""
+        return self.page.evaluate("() => Array.from(document.querySelectorAll('[data-view]'))"
+                                  ".map(e => e.getAttribute('data-view'))")
+
     def screenshot_view(self, view: str, path: Path | None = None) -> np.ndarray:
         """The view's pixels as the browser shows them: uint8 (H, W, 3)."""
         from io import BytesIO
