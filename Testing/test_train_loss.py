@@ -52,6 +52,17 @@ def test_loss_ignores_unlabelled_voxels_and_averages_wmse_over_batch():
     assert ce_none.item() == 0.0
 
 
+def test_dice_term_matches_hand_computed_value_over_labelled_voxels():
+    logits = torch.tensor([[0.0, 2.0], [1.0, 0.0], [0.0, 5.0]]).T.reshape(1, 2, 1, 1, 3)
+    target = torch.tensor([1, 0, IGNORE]).reshape(1, 1, 1, 3)  # the third voxel is unlabelled
+    image = torch.zeros(1, 1, 1, 1, 3)
+    _, ce, _ = weaknet_loss(logits, target, image, None, None, 0.0)
+    _, seg, _ = weaknet_loss(logits, target, image, None, None, 0.0, dice=True)
+    p0, p1 = 1 / (1 + math.exp(-2.0)), 1 / (1 + math.exp(1.0))  # foreground probabilities of voxels 0 and 1
+    hand_dice = 1 - (2 * p0 + 1) / (p0 + p1 + 1 + 1)
+    assert math.isclose(seg.item() - ce.item(), hand_dice, rel_tol=1e-6)
+
+
 def test_boundary_weight_band():
     sd = np.array([-6.0, -2.0, 0.0, 2.5, 3.0, 7.0])
     assert boundary_weight(sd, 3.0, 1.0, 0.1).tolist() == [np.float32(0.1), 1, 1, 1, 1, np.float32(0.1)]

@@ -62,6 +62,7 @@ class TrainConfig:
     lambda_: float = _f(0.0, "weight λ of the scale-free reconstruction term (see weaknet.loss; 0 = CE on the "
                                   "templates only, the measured default)", 0.0, 1e3,
                         flag="lambda")
+    dice: bool = _f(True, "add nnU-Net's soft Dice to the cross-entropy of the segmentation term")
     gamma: float = _f(0.5, "threshold on the foreground probability at prediction", 0.01, 0.99)
     boundary_distance: float = _f(5.0, "d, mm: the reconstruction weight W is high within d of the template "
                                        "boundary", 0.0, 1e3)

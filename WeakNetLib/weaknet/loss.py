@@ -1,9 +1,13 @@
-"""The Weak-Net loss  L = CE(Y, Ŷ) + λ · R  and its boundary weight map W, reduced so that one λ means the
-same on every dataset.
+"""The Weak-Net loss  L = S(Y, Ŷ) + λ · R  and its boundary weight map W, reduced so that one λ means the
+same on every dataset. S is the paper's cross-entropy, plus (``dice=True``) nnU-Net's soft Dice.
 
 Reductions (exactly), per patch b of a batch of B:
 
 * CE: mean over the voxels whose target is not ``IGNORE`` (255), over the whole batch.
+* Dice (optional): 1 − (2 Σ p·y + 1) / (Σ p + Σ y + 1) of the foreground probability p, summed over the
+  labelled voxels of the whole batch ("batch Dice", so a patch without foreground does not dominate). It
+  lifts the net out of the all-background start that CE alone sits in for the first hundreds of steps when
+  the object is a few percent of the patch.
 * R, the reconstruction term: the W-weighted squared error of X̂, divided by the W-weighted variance of the
   image X in the same patch, then averaged over the batch::
 
@@ -34,16 +38,21 @@ def boundary_weight(signed_distance: np.ndarray, distance_mm: float, near: float
 
 
 def weaknet_loss(logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor,
-                 recon: torch.Tensor | None, weight: torch.Tensor | None, lambda_: float):
-    """Return (total, ce, wmse) scalar tensors.
+                 recon: torch.Tensor | None, weight: torch.Tensor | None, lambda_: float, dice: bool = False):
+    """Return (total, seg, wmse) scalar tensors: seg = CE (+ Dice when ``dice``), total = seg + λ·wmse.
 
     logits (B, 2, D, H, W); target (B, D, H, W) int64 in {0, 1, IGNORE}; image, recon, weight
     (B, 1, D, H, W). ``wmse`` is R above (zero when ``recon`` is None). A batch without labelled voxels gives
-    CE 0.
+    seg 0.
     """
     logits = logits.float()
-    if bool((target != IGNORE).any()):
+    labelled = target != IGNORE
+    if bool(labelled.any()):
         ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+        if dice:
+            p = torch.softmax(logits, 1)[:, 1][labelled]
+            y = (target[labelled] == 1).float()
+            ce = ce + 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
     else:
         ce = logits.sum() * 0.0
     if recon is None or lambda_ == 0:

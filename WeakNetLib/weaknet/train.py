@@ -277,7 +277,8 @@ class Trainer:
         w = None if batch.weight is None else torch.from_numpy(batch.weight).to(self.device)
         with autocast(self.device, self.config.amp):
             logits, recon = self.model(x)
-        loss, ce, wmse = weaknet_loss(logits, y, x, recon, w, self.config.lambda_ if self.use_recon else 0.0)
+        loss, ce, wmse = weaknet_loss(logits, y, x, recon, w, self.config.lambda_ if self.use_recon else 0.0,
+                                      self.config.dice)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

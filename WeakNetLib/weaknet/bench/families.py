@@ -22,7 +22,8 @@ def add_arguments(p) -> None:
     p.add_argument("--budget", type=float, default=None, help="minutes per model (default: the plan's)")
     p.add_argument("--test", type=int, default=6, help="held-out test cases per family (default 6)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=1.0,
-                   help="λ of the reconstruction-term column (default 1; the library default λ = 0 is the other)")
+                   help="λ of the reconstruction-term column (default 1; the library default λ = 0 is the other; "
+                        "0 leaves the column out)")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
 
@@ -51,8 +52,10 @@ def run(args) -> int:
         plan = next(iter(exp.models.values()), {}).get("plan", [])
         table.append({"family": name, "cases": f"{len(exp.pool)}+{len(exp.test)}",
                       "train_tpl": _mean(rows, "weaknet", "train_template_iou"),
-                      "template": _mean(rows, "template"), "weak": _mean(rows, "weaknet"),
-                      "weak0": _mean(rows, "weaknet0"), "slices": _mean(rows, "slices"), "full": _mean(rows, "full"),
+                      "template": _mean(rows, "template"),
+                      "weak": _mean(rows, "weaknet") if args.lambda_ > 0 else float("nan"),
+                      "weak0": _mean(rows, "weaknet0" if args.lambda_ > 0 else "weaknet"),
+                      "slices": _mean(rows, "slices"), "full": _mean(rows, "full"),
                       "minutes": (time.perf_counter() - t0) / 60, "plan": "; ".join(plan)})
         print(f"[{name}] done in {table[-1]['minutes']:.1f} min", flush=True)
     head = ("family", "cases", "train templates", "test templates", "Weak-Net (λ=0, default)", f"λ={args.lambda_:g}",
