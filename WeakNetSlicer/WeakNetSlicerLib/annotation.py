@@ -339,6 +339,20 @@ class AnnotationController:
         session = self.require()
         return {o.name: lps_to_ras(o.points_lps) for o in session.objects}
 
+    def suggestions(self, count: int = 3, probability=None) -> list[np.ndarray]:
+        """Where to click next on the active object's template (:func:`weaknet.suggest.suggest_points`): up to
+        ``count`` positions (3,) RAS mm, best first, for a front end to jump the views to. ``probability``: a
+        model's foreground probability (:class:`weaknet.volume.Volume`) to compare with; without one, the
+        places farthest from the points. InputError before the object has a template."""
+        from weaknet.coords import lps_to_ras
+        from weaknet.suggest import suggest_points
+
+        obj = self.active()
+        if obj.surface is None or obj.surface.vertices is None:
+            raise InputError(f"{obj.name} has no template yet: place at least 4 points first")
+        found = suggest_points(obj.surface.vertices, obj.surface.faces, obj.points_lps, probability, count)
+        return [lps_to_ras(f.position[None])[0] for f in found]
+
     # ----------------------------------------------------------------------------------------- status
     def status(self) -> AnnotationStatus:
         """The counts and message for the current session (:data:`IDLE` when none)."""
