@@ -160,7 +160,7 @@ def test_apply_off_the_event_loop_hide_remove(trained):
 
 
 def test_cancel_a_long_training(trained):
-    page, server, _, _, shown = trained
+    page, server, root, _, _ = trained
     errors = page.state("error_count")
     page.set_state("train_epochs", 200)
     _click(page, "train")
@@ -168,6 +168,8 @@ def test_cancel_a_long_training(trained):
     _click(page, "cancel-training")
     page.wait_state("train_state", "v === 'cancelled'", timeout_ms=60000)
     assert page.state("error_count") == errors, page.state("error_message")
+    for model in page.state("models"):  # only models that can be applied (issue 13.10): weights written
+        assert (root / model / "model.safetensors").is_file(), model
     server.check_alive()
 
 

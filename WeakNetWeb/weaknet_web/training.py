@@ -181,12 +181,15 @@ class TrainingPanel:
                     s.model_choice = self.app.data_root.relative(progress.model_dir)
 
     def list_models(self) -> list[str]:
-        """Model folders (holding model.json) under ``<data root>/models``, oldest first."""
+        """Model folders under ``<data root>/models`` that can be applied (model.json and weights: a run
+        cancelled before its first epoch ended leaves only model.json), oldest first."""
+        from weaknet.checkpoint import MODEL_JSON, WEIGHTS
+
         folder = self.app.data_root.resolve(MODELS)
         if not folder.is_dir():
             return []
         found = []
-        for p in sorted(folder.glob("*/model.json")):
+        for p in sorted(q for q in folder.glob(f"*/{MODEL_JSON}") if (q.parent / WEIGHTS).is_file()):
             try:
                 found.append(self.app.data_root.relative(p.parent))  # resolves: a link out raises
             except ValueError:
