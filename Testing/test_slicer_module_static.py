@@ -254,7 +254,7 @@ Delete/BackSpace delete the point under the mouse)."""
 def test_keyboard_shortcuts_are_unique_and_leave_slicers_keys_alone(ui):
     shortcuts = {name: _prop(w, "shortcut") for name, w in ui.items() if _prop(w, "shortcut")}
     assert shortcuts == {"placeButton": "P", "undoButton": "Z", "redoButton": "Y", "deletePointButton": "D",
-                         "addObjectButton": "N"}
+                         "addObjectButton": "N", "suggestButton": "S"}
     assert len(set(shortcuts.values())) == len(shortcuts) and not set(shortcuts.values()) & SLICE_VIEW_KEYS
     assert not [k for k in shortcuts.values() if "Ctrl" in k], "Ctrl+… belong to Slicer's main window"
     source = MODULE_FILE.read_text(encoding="utf-8")

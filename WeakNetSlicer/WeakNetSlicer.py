@@ -163,6 +163,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.connect("clicked(bool)", self.onUndoPoint)
         self.ui.redoButton.connect("clicked(bool)", self.onRedoPoint)
         self.ui.deletePointButton.connect("clicked(bool)", self.onDeletePoint)
+        self.ui.suggestButton.connect("clicked(bool)", self.onSuggest)
         self.ui.clearButton.connect("clicked(bool)", self.onClearPoints)
         # the current object's points: selecting a row jumps the slice views to it (Slicer's own list widget)
         self.pointList = slicer.qSlicerSimpleMarkupsWidget()
@@ -248,6 +249,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.undoButton.enabled = hasPoints
         self.ui.redoButton.enabled = hasPoints
         self.ui.deletePointButton.enabled = hasPoints
+        self.ui.suggestButton.enabled = hasPoints
         self.ui.clearButton.enabled = hasPoints
         self.pointList.setCurrentNode(p.points if hasPoints else None)
         self.ui.addToTrainingSetButton.enabled = hasVolume
@@ -306,6 +308,12 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         row = self.pointList.tableWidget().currentRow()
         with self.errorDisplay():
             self.logic.deletePoint(self._parameterNode.points, row if row >= 0 else None)
+
+    def onSuggest(self) -> None:
+        """Jump the slice views to the first suggestion of where to click next."""
+        with self.errorDisplay():
+            r, a, s = self.logic.suggestion(self._parameterNode.points)
+            slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
 
     def onClearPoints(self) -> None:
         with self.errorDisplay():
@@ -511,6 +519,11 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         if not 0 <= index < count:
             raise ValueError(_("no point {number} to delete").format(number=index + 1))
         markupsNode.RemoveNthControlPoint(index)
+
+    def suggestion(self, markupsNode):
+        """Where to click next on the object's template: (R, A, S) mm (AnnotationController.suggestions)."""
+        self._select(markupsNode)
+        return tuple(float(c) for c in self.controller.suggestions(count=1)[0])
 
     def clearPoints(self, markupsNode) -> None:
         self._select(markupsNode)

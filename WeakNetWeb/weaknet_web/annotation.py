@@ -92,6 +92,17 @@ class AnnotationPanel:
         slicer.vtkMRMLSliceNode.JumpAllSlices(self.app.slicer.scene, r, a, s, slicer.vtkMRMLSliceNode.OffsetJumpSlice)
         self.app.changed()
 
+    def jump_to_suggestion(self) -> None:
+        """Move every slice view to where to click next (the controller's first suggestion: the place the
+        template is least constrained by points) and keep it in ``suggestion`` (RAS mm)."""
+        import slicer
+
+        r, a, s = (float(c) for c in self.controller.suggestions(count=1)[0])
+        self.state.suggestion = [r, a, s]
+        slicer.vtkMRMLSliceNode.JumpAllSlices(self.app.slicer.scene, r, a, s, slicer.vtkMRMLSliceNode.OffsetJumpSlice)
+        self.app.inform(f"where to click next: R {r:.1f}, A {a:.1f}, S {s:.1f} mm (key S)")
+        self.app.changed()
+
     def delete_selected(self) -> None:
         index = int(self.state.selected_point if self.state.selected_point is not None else -1)
         if index < 0:

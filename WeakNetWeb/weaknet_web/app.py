@@ -101,6 +101,7 @@ class AnnotatorApp(TrameApp):
         s.info_visible = False
         s.points_file = s.seg_file = s.label_file = ""
         s.rename_text = ""
+        s.suggestion = None  # RAS mm of the last "where to click next" (key S)
         s.wl_drag = False  # left-drag in a slice view adjusts the window (Slicer's Adjust window/level mode)
         s.orientation = {}  # per slice view: the anatomical letters at its edges and along its normal
         s.window_presets = list(WINDOW_PRESETS) + [AUTO_WINDOW]
@@ -300,7 +301,8 @@ class AnnotatorApp(TrameApp):
 
     def key(self, action: str, *args) -> None:
         """A keyboard shortcut from the page: undo, redo, delete (the selected point), escape (leave place
-        mode), point ±1 (select the previous/next point and jump to it), slice VIEW ±1 (one slice)."""
+        mode), point ±1 (select the previous/next point and jump to it), slice VIEW ±1 (one slice), suggest (jump
+        to where to click next)."""
         a = self.annotation
         if action == "undo":
             a.undo()
@@ -316,6 +318,8 @@ class AnnotatorApp(TrameApp):
             a.select_point(current + step if current >= 0 else (0 if step > 0 else -1))
         elif action == "slice":
             self.step_slice(str(args[0]), int(args[1]))
+        elif action == "suggest":
+            a.jump_to_suggestion()
 
     def step_slice(self, view_id: str, steps: int) -> None:
         """Move slice view ``view_id`` (its trame id, e.g. "Red") by ``steps`` slices."""

@@ -108,6 +108,7 @@ KEYS_JS = r"""
     else if (ctrl && (key === 'y' || (key === 'z' && e.shiftKey))) { call = ['redo']; }
     else if (!ctrl && (e.key === 'Delete' || e.key === 'Backspace')) { call = ['delete']; }
     else if (e.key === 'Escape') { call = ['escape']; }
+    else if (!ctrl && key === 's') { call = ['suggest']; }
     else if (e.key === 'ArrowLeft' || e.key === 'ArrowRight') { call = ['point', e.key === 'ArrowRight' ? 1 : -1]; }
     else if (e.key === 'ArrowUp' || e.key === 'ArrowDown') {
       if (['Red', 'Green', 'Yellow'].includes(hovered)) { call = ['slice', hovered, e.key === 'ArrowUp' ? 1 : -1]; }
@@ -117,7 +118,8 @@ KEYS_JS = r"""
 })();
 """
 """Keyboard shortcuts (outside text fields): Ctrl+Z undo, Ctrl+Y / Ctrl+Shift+Z redo, Delete the selected
-point, Esc leave place mode, ← → previous/next point (jump to it), ↑ ↓ one slice in the view under the mouse."""
+point, Esc leave place mode, ← → previous/next point (jump to it), ↑ ↓ one slice in the view under the mouse,
+S jump to where to click next (the suggestion)."""
 
 
 def _confirm(model: str, title: str, text: str, action, testid: str) -> None:
