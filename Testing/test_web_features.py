@@ -249,7 +249,7 @@ def test_rotate_3d_while_placing(tabs):
     a, _, _ = tabs
     threed = [v for v in a.view_ids() if v not in testing.SLICE_VIEWS][0]
     assert a.state("place_mode") is True
-    camera = a.debug()["cameras_3d"][0]
+    camera, effort = a.debug()["cameras_3d"][0], a.state("effort")
     box = a.view_box(threed)
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     a.drag(x, y, 80, 30)
@@ -257,3 +257,4 @@ def test_rotate_3d_while_placing(tabs):
     moved = np.linalg.norm(np.subtract(a.debug()["cameras_3d"][0], camera))
     print(f"3D camera moved {moved:.1f} mm by a drag in place mode")
     assert moved > 1.0 and a.state("n_points") == 10
+    assert a.state("effort") == effort, "a rotation counted as a click"

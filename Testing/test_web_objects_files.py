@@ -164,12 +164,13 @@ def test_click_outside_the_image_adds_no_point(case, page):
     ras = np.array(info["xy_to_ras"], float).reshape(4, 4) @ [xy[0], xy[1], 0.0, 1.0]
     geometry = read_volume(case[0] / "blobs.nrrd").geometry
     assert not geometry.contains(ras_to_lps(ras[:3][None]))[0], "the view's left edge is not beside the image"
-    before, total = page.state("n_points"), page.state("total_points")
+    before, total, effort = page.state("n_points"), page.state("total_points"), page.state("effort")
     updates = page.state("update_count")
     page.page.mouse.click(x, y)
     page.wait_state("status", "v.includes('outside the image was ignored')")
     page.wait_state("update_count", f"v > {updates}")
     assert page.state("n_points") == before and page.state("total_points") == total
+    assert page.state("effort") == effort  # not a click on the object
     assert page.state("status_level") == "warning"
 
 

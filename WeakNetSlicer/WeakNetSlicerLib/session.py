@@ -185,6 +185,7 @@ class AnnotationSession:
         self.drop_placements = False
         """Take back any newly placed point while set (a front end sets it for a drag that Slicer's place mode
         would end with a point, e.g. rotating the 3D view)."""
+        self._dropped_placement = False
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
         self._scene_tags = [scene.AddObserver(slicer.vtkMRMLScene.NodeAboutToBeRemovedEvent,
@@ -576,6 +577,11 @@ class AnnotationSession:
             if self._batch:
                 return
             if (self.drop_outside_clicks or self.drop_placements) and self._drop_outside(obj):
+                # a point taken back is no click: its PointPositionDefinedEvent, when still to come, is skipped
+                self._dropped_placement = event != "PointPositionDefinedEvent"
+                return
+            if event == "PointPositionDefinedEvent" and self._dropped_placement:
+                self._dropped_placement = False
                 return
             self.refit(obj)
             if event == "PointPositionDefinedEvent":
