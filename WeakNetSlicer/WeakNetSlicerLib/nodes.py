@@ -200,6 +200,12 @@ def segment_mask(segmentation_node, segment_id: str, reference_volume_node) -> n
 
 def control_points_lps(markups_node) -> np.ndarray:
     """Defined control points (N, 3) of a markups node in LPS mm (world positions: transforms applied)."""
+    count = markups_node.GetNumberOfControlPoints()
+    if count and markups_node.GetNumberOfDefinedControlPoints() == count:  # all defined: one call
+        positions = vtk.vtkPoints()
+        positions.SetDataTypeToDouble()
+        markups_node.GetControlPointPositionsWorld(positions)
+        return ras_to_lps(numpy_support.vtk_to_numpy(positions.GetData()).astype(float).reshape(-1, 3))
     pts = []
     for i in range(markups_node.GetNumberOfControlPoints()):
         if markups_node.GetNthControlPointPositionStatus(i) != markups_node.PositionDefined:

@@ -180,6 +180,7 @@ class AnnotationSession:
         self._writer = TemplateWriter(on_error=_weak(self._on_write_error))
         self.history = EditHistory()
         self._batch = 0
+        self._session_dirty: bool | None = False  # None/True while a point event collects session.json writes
         self.drop_outside_clicks = False
         """Take back a newly placed point that lies outside the image (a click in a view's margin) at once."""
         self.drop_placements = False
@@ -583,12 +584,18 @@ class AnnotationSession:
             if event == "PointPositionDefinedEvent" and self._dropped_placement:
                 self._dropped_placement = False
                 return
-            self.refit(obj)
+            self._session_dirty = None  # collect: session.json is written once, below
+            try:
+                self.refit(obj)
+                if event == "PointPositionDefinedEvent":
+                    obj.clicks += 1
+                    obj.markups_node.SetAttribute(ATTR_CLICKS, str(obj.clicks))  # saved with the scene
+                    self._session_dirty = True
+            finally:
+                dirty, self._session_dirty = self._session_dirty, False
+            if dirty and self.autosave_dir:
+                self._autosave(self._write_session_file)
             if event == "PointPositionDefinedEvent":
-                obj.clicks += 1
-                obj.markups_node.SetAttribute(ATTR_CLICKS, str(obj.clicks))  # saved with the scene
-                if self.autosave_dir:
-                    self._autosave(self._write_session_file)
                 self._notify()
         except Exception as exc:  # noqa: BLE001 - an observer must never raise into Slicer's event loop
             log.exception("WeakNet: re-fitting %s failed", obj.name)
@@ -671,7 +678,10 @@ class AnnotationSession:
         """Write ``obj``'s clicks (.mrk.json) and session.json now (small files: a click is never lost)."""
         if self.autosave_dir and not self._batch:
             self._autosave(nodes.write_node, obj.markups_node, self.autosave_dir / obj.points_file)
-            self._autosave(self._write_session_file)
+            if self._session_dirty is False:
+                self._autosave(self._write_session_file)
+            else:  # inside a point event: written once at its end
+                self._session_dirty = True
 
     def _save_templates(self, now: bool = False) -> None:
         """Hand the templates to the background writer (written within a second; ``now``: at once)."""
