@@ -335,7 +335,9 @@ class ActiveSurface:
     taus: stiffness levels, coarse to fine (the last one is used by updates); iterations: steps of a
     from-scratch fit; update_iterations: steps after a click; pull: weight of point → nearest-vertex
     forces; normal_pull: weight of vertex → nearest-point forces along the normal (0 disables them);
-    refit_mm: rest-shape change (max vertex move, mm) above which ``update`` re-fits from scratch;
+    refit_mm: rest-shape change (max vertex move, mm) above which ``update`` restarts from the new rest
+    shape (as it does when the kind of rest shape changes): one coarse-to-fine pass of
+    ``warm_iterations`` steps instead of a fit from scratch (which it falls back to if that folds);
     tolerance_mm: an update repeats its steps (up to ``max_update_rounds`` times) until every added or
     moved point lies within this distance of a vertex; bend, tube, sheet: allow the bent-ellipsoid,
     tube and folded-sheet rest shapes; rest_shape: a callable points (N, 3) → rest shape (V, 3) LPS mm
@@ -349,6 +351,7 @@ class ActiveSurface:
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
                  pull: float = 8.0, normal_pull: float = 0.1, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
+                 warm_iterations: int = 20,
                  passes: int = 2, tube: bool = True, sheet: bool = True,
                  rest_shape: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.unit, self.faces, self._solvers, self._incidence = _operators(
@@ -358,6 +361,7 @@ class ActiveSurface:
         self.pull = pull
         self.normal_pull = normal_pull
         self.refit_mm = refit_mm
+        self.warm_iterations = warm_iterations
         self.tolerance_mm = tolerance_mm
         self.max_update_rounds = max_update_rounds
         self.bend = bend
@@ -410,7 +414,7 @@ class ActiveSurface:
                                                   only=None if decide else self._kind)
         shift = template - self.template
         if kind != self._kind or np.max(np.linalg.norm(shift, axis=1)) > self.refit_mm:
-            return self.fit(pts)
+            return self._restart(pts, template, normal, kind)
         if decide:
             self._chosen_at = len(pts)
         old = self.points
@@ -427,6 +431,20 @@ class ActiveSurface:
             nearest = self._nearest
             if not len(new) or _min_distances(new, self.vertices).max() <= self.tolerance_mm:
                 break
+        return self
+
+    def _restart(self, pts: np.ndarray, template: np.ndarray, normal: np.ndarray | None, kind: str
+                 ) -> "ActiveSurface":
+        """An update whose rest shape changed kind or moved far (the first clicks): one coarse-to-fine pass of
+        ``warm_iterations`` steps from the new rest shape, about a sixth of a fit from scratch; the full
+        :meth:`fit` only when that folds."""
+        self.template, self._normal, self._kind, self.points = template, normal, kind, pts
+        self._chosen_at = len(pts)
+        self.rest = template.copy()
+        self.vertices = template.copy()
+        self._iterate(pts, self._solvers, self.warm_iterations)
+        if len(mesh.self_intersections(self.vertices, self.faces)):
+            return self.fit(pts)
         return self
 
     def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep: str | None = None,
