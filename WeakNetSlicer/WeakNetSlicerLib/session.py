@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -189,6 +190,8 @@ class AnnotationSession:
         self._dropped_placement = False
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
+        threading.Thread(target=_prepare_fits, args=(self.fit_options,), name="weaknet-asm-setup",
+                         daemon=True).start()
         self._scene_tags = [scene.AddObserver(slicer.vtkMRMLScene.NodeAboutToBeRemovedEvent,
                                               _weak(self._on_node_removed)),
                             scene.AddObserver(slicer.vtkMRMLScene.StartCloseEvent, _weak(self._on_scene_close))]
@@ -822,6 +825,17 @@ def _weak(method, *bound):
     if hasattr(method, "CallDataType"):
         call.CallDataType = method.CallDataType
     return call
+
+
+def _prepare_fits(fit_options: dict) -> None:
+    """Factorise the ASM's systems for these options now (≈ 1 s once per process, shared by every surface),
+    not at the 4th click."""
+    from weaknet.asm import ActiveSurface
+
+    try:
+        ActiveSurface(**fit_options)
+    except Exception:  # noqa: BLE001 - bad options are reported by the first fit, with the points kept
+        log.debug("WeakNet: preparing the ASM failed", exc_info=True)
 
 
 def _crop(mask: np.ndarray) -> tuple[tuple[int, int, int], np.ndarray | None]:
