@@ -66,6 +66,7 @@ def test_objects_with_colliding_names_each_keep_their_files(phantom, tmp_path):
     files = sorted(p.name for p in (tmp_path / "s").glob("*.mrk.json"))
     assert len(files) == 6 and len({f.lower() for f in files}) == 6
     assert len(set(session.segmentation_node.GetSegmentation().GetSegmentIDs())) == 6
+    session.flush()  # the templates file is written within a second of the last click
 
     fresh = create_scene()
     reopened = AnnotationSession.reopen(fresh.scene, tmp_path / "s", volumes_logic=fresh.volumes)
