@@ -48,15 +48,15 @@ def weaknet_loss(logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor
     logits = logits.float()
     labelled = target != IGNORE
     if bool(labelled.any()):
-        ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+        seg = F.cross_entropy(logits, target, ignore_index=IGNORE)
         if dice:
             p = torch.softmax(logits, 1)[:, 1][labelled]
             y = (target[labelled] == 1).float()
-            ce = ce + 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+            seg = seg + 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
     else:
-        ce = logits.sum() * 0.0
+        seg = logits.sum() * 0.0
     if recon is None or lambda_ == 0:
-        wmse = ce.new_zeros(())
+        wmse = seg.new_zeros(())
     else:
         x, w = image.float(), weight.float()
         dims = tuple(range(1, x.ndim))
@@ -64,4 +64,4 @@ def weaknet_loss(logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor
         mean = (w * x).sum(dims, keepdim=True) / wsum.view(-1, *([1] * (x.ndim - 1)))
         var = (w * (x - mean) ** 2).sum(dims).clamp_min(1e-6 * wsum)
         wmse = ((w * (x - recon.float()) ** 2).sum(dims) / var).mean()
-    return ce + lambda_ * wmse, ce, wmse
+    return seg + lambda_ * wmse, seg, wmse
