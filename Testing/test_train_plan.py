@@ -93,6 +93,24 @@ def test_prediction_pads_a_small_volume_exactly_as_training_does():
     np.testing.assert_array_equal(core_region, pad(image, pads))
 
 
+def test_mirroring_makes_the_prediction_equivariant_to_flips():
+    """Test-time mirroring: the mean over the 8 flips, so flipping the input flips the probability exactly
+    (one window: the tiling is symmetric), while the plain net is not flip-equivariant."""
+    torch.manual_seed(0)
+    from weaknet.config import NetConfig
+
+    core = build_unet(NetConfig(4, 2, 0), 1, 2).eval()
+    image = np.random.default_rng(1).standard_normal((16, 16, 16)).astype(np.float32)
+    args = ((16, 16, 16), 0.25, torch.device("cpu"))
+    flipped = np.ascontiguousarray(image[::-1, :, ::-1])
+    plain = foreground_probability(core, image, *args)
+    tta = foreground_probability(core, image, *args, mirror=True)
+    tta_flipped = foreground_probability(core, flipped, *args, mirror=True)
+    np.testing.assert_allclose(tta_flipped, tta[::-1, :, ::-1], atol=1e-5)
+    assert np.abs(foreground_probability(core, flipped, *args) - plain[::-1, :, ::-1]).max() > 1e-3
+    assert np.abs(tta - plain).max() > 1e-3
+
+
 def test_augmented_batches_are_deterministic_and_keep_labels():
     rng = np.random.default_rng(0)
     target = np.zeros((20, 24, 24), np.uint8)

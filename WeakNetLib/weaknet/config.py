@@ -92,6 +92,8 @@ class TrainConfig:
                                        "largest when every training target is one connected object)",
                                  choices=("largest", "none"), planned=True)
     overlap: float = _f(0.25, "sliding-window overlap at validation and prediction", 0.0, 0.9)
+    tta: bool = _f(True, "test-time augmentation at prediction: average over the 8 mirrorings of the volume "
+                         "(nnU-Net's; 8× the inference time, about +0.03 test IoU on the families)")
     straight_through: bool = _f(True, "feed the reconstruction net the thresholded Ŷ ≥ γ")
     device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     amp: bool = _f(True, "bfloat16 autocast on CUDA")

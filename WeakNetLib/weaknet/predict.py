@@ -3,11 +3,14 @@ thresholded at γ, post-processed as planned (largest component or none), return
 
 Steps: resample the input to the model's training spacing (if it has one) → normalise as in training →
 sliding windows of the training patch size (MONAI ``sliding_window_inference``, foreground probability
-only) → resample the probability back to the input geometry (linear) → mask = probability ≥ γ.
+only), averaged over the 8 mirrorings of the volume when the model's ``tta`` is on (nnU-Net's test-time
+augmentation, 8× the inference time) → resample the probability back to the input geometry (linear) →
+mask = probability ≥ γ.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +43,7 @@ class LoadedModel:
     overlap: float
     device: torch.device
     postprocess: str = "none"
+    tta: bool = True
 
 
 def load_model(model_dir: str | Path, device: str = "auto") -> LoadedModel:
@@ -60,16 +64,29 @@ def load_model(model_dir: str | Path, device: str = "auto") -> LoadedModel:
     sp = info.get("spacing")
     return LoadedModel(core, info, Normalization.from_dict(info["normalization"]),
                        tuple(sp) if sp else None, tuple(cfg["patch"]), float(cfg["gamma"]),
-                       float(cfg.get("overlap", 0.25)), dev, cfg.get("postprocess") or "none")
+                       float(cfg.get("overlap", 0.25)), dev, cfg.get("postprocess") or "none",
+                       bool(cfg.get("tta", True)))
+
+
+MIRRORS = tuple(axes for r in range(4) for axes in itertools.combinations(range(3), r))  # all 8 flips of (D, H, W)
 
 
 def foreground_probability(core: torch.nn.Module, image: np.ndarray, patch, overlap: float,
-                           device: torch.device, sw_batch_size: int = 2, amp: bool = True) -> np.ndarray:
+                           device: torch.device, sw_batch_size: int = 2, amp: bool = True,
+                           mirror: bool = False) -> np.ndarray:
     """Sliding-window foreground probability (D, H, W) float32 of a normalised image (D, H, W).
 
     An image smaller than the patch is padded by the training policy (:mod:`weaknet.padding`) first, so the
-    net sees what it saw in training; windows then never need MONAI's own padding.
+    net sees what it saw in training; windows then never need MONAI's own padding. ``mirror``: the mean of
+    the probabilities of the 8 mirrored images (each flipped back), as training mirrors every axis.
     """
+    if mirror:
+        acc = np.zeros(np.shape(image), np.float32)
+        for axes in MIRRORS:
+            flipped = np.ascontiguousarray(np.flip(image, axes)) if axes else image
+            prob = foreground_probability(core, flipped, patch, overlap, device, sw_batch_size, amp)
+            acc += np.flip(prob, axes) if axes else prob
+        return acc / len(MIRRORS)
     from monai.inferers import sliding_window_inference
 
     pads = pads_for(image.shape, patch)
@@ -87,14 +104,16 @@ def foreground_probability(core: torch.nn.Module, image: np.ndarray, patch, over
 
 
 def predict_volume(model: str | Path | LoadedModel, volume: Volume, gamma: float | None = None,
-                   device: str = "auto") -> tuple[Volume, Volume]:
-    """Segment ``volume``: (mask uint8 0/1, foreground probability float32), both on ``volume``'s grid."""
+                   device: str = "auto", tta: bool | None = None) -> tuple[Volume, Volume]:
+    """Segment ``volume``: (mask uint8 0/1, foreground probability float32), both on ``volume``'s grid.
+    ``tta`` None = the model's setting (mirroring test-time augmentation)."""
     m = model if isinstance(model, LoadedModel) else load_model(model, device)
     g = m.gamma if gamma is None else float(gamma)
     if not 0.0 < g < 1.0:
         raise InputError(f"gamma must lie strictly between 0 and 1, got {g}")
     work = volume if m.spacing is None else resample(volume, spacing_geometry(volume.geometry, m.spacing))
-    prob = foreground_probability(m.core, m.normalization.apply(work.array), m.patch, m.overlap, m.device)
+    prob = foreground_probability(m.core, m.normalization.apply(work.array), m.patch, m.overlap, m.device,
+                                  mirror=m.tta if tta is None else bool(tta))
     prob_vol = resample(Volume(prob, work.geometry), volume.geometry, "linear")
     p = np.clip(prob_vol.array.astype(np.float32), 0.0, 1.0)
     return volume.like(postprocess.apply(p >= g, m.postprocess)), volume.like(p)
@@ -111,12 +130,13 @@ def _outputs_for(image: Path, output: Path, probabilities: Path | None, folder: 
 
 def predict_files(model_dir: str | Path, image: str | Path, output: str | Path,
                   probabilities: str | Path | None = None, gamma: float | None = None,
-                  device: str = "auto", progress=None) -> list[Path]:
+                  device: str = "auto", progress=None, tta: bool | None = None) -> list[Path]:
     """Predict one image file (or every volume in a folder) and write masks (and probabilities).
 
     A folder input writes into the ``output`` folder under the same file names. Returns the mask paths.
     progress: called with event dicts — {"event": "start", "images"}, after each image {"event": "step",
-    "step", "steps", "image", "mask"}, then {"event": "done", "masks"} (paths as strings).
+    "step", "steps", "image", "mask"}, then {"event": "done", "masks"} (paths as strings). ``tta``: see
+    :func:`predict_volume`.
     """
     emit = progress or (lambda e: None)
     image, output = Path(image), Path(output)
@@ -128,7 +148,7 @@ def predict_files(model_dir: str | Path, image: str | Path, output: str | Path,
     emit({"event": "start", "images": len(jobs)})
     written = []
     for i, (src, dst, pdst) in enumerate(jobs):
-        mask, prob = predict_volume(m, read_volume(src), gamma)
+        mask, prob = predict_volume(m, read_volume(src), gamma, tta=tta)
         written.append(write_volume(mask, dst))
         if pdst is not None:
             write_volume(prob, pdst)

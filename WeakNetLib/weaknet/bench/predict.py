@@ -48,7 +48,7 @@ def _worker(kind: str, model_dir: str, size: int, device: str, out) -> None:
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     if kind == "weaknet":
-        predict_volume(m, vol)
+        predict_volume(m, vol, tta=False)  # the MONAI recipe below has no mirroring either
     else:  # the plain MONAI recipe: normalise, sliding windows of logits, argmax
         x = torch.from_numpy(m.normalization.apply(vol.array))[None, None].to(m.device)
         with torch.inference_mode(), autocast(m.device):

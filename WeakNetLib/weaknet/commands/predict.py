@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 
 def add_parser(sub):
     p = sub.add_parser("predict", help="segment volumes with a trained Weak-Net model",
@@ -13,6 +15,8 @@ def add_parser(sub):
     p.add_argument("--probabilities", help="also write foreground probabilities here (file or folder)")
     p.add_argument("--gamma", type=float, help="threshold (default: the model's gamma)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over the 8 mirrorings of each volume (default: the model's setting, on)")
     p.add_argument("--progress-lines", action="store_true",
                    help="print one machine-readable '@weaknet {json}' line per progress event (for front ends)")
     return p
@@ -23,6 +27,6 @@ def run(args) -> int:
     from ..progress_lines import LinePrinter
 
     for path in predict_files(args.model, args.image, args.output, args.probabilities, args.gamma, args.device,
-                              progress=LinePrinter() if args.progress_lines else None):
+                              progress=LinePrinter() if args.progress_lines else None, tta=args.tta):
         print(path)
     return 0
