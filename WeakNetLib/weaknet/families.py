@@ -1,7 +1,7 @@
 """Dataset families for checking that default training holds on data of several sizes, modalities and
 spacings: phantom recipes (some smaller than 64 voxels along an axis, oblique, anisotropic, with strong-edged
-distractors and a *look-alike* neighbour that touches the target with the target's own intensity) and the
-napari nuclei (real confocal data).
+distractors and a *look-alike* neighbour that touches the target with the target's own intensity; ``clean``
+without either, for the reconstruction term's sweep) and the napari nuclei (real confocal data).
 
 Every family is written as a labelled dataset folder (``DATASET.json`` + images + labels) by
 :func:`write_family`; the benchmark ``weaknet bench families`` runs :mod:`weaknet.experiment` on each.
@@ -33,12 +33,16 @@ class Family:
     count: int = 18
     oblique: bool = True
     lookalike: bool = True
+    distractors: bool = True
 
 
 FAMILIES = {
     "ct": Family("ct", "CT", (72, 72, 40), (1.2, 1.2, 2.5), ("bean", "ellipsoid", "banana")),
     "mri": Family("mri", "MRI", (64, 64, 48), (0.9, 0.9, 1.8), ("ellipsoid", "bean", "banana")),
     "em": Family("em", "EM", (48, 48, 48), (1.0, 1.0, 1.0), ("ellipsoid", "c_shape", "bean"), oblique=False),
+    # clean edges: no distractor and no look-alike, so template errors are boundary errors near clean edges
+    "clean": Family("clean", "CT", (56, 56, 32), (1.2, 1.2, 2.0), ("bean", "banana", "c_shape"), lookalike=False,
+                    distractors=False),
 }
 REAL = ("nuclei",)
 
@@ -81,7 +85,7 @@ def family_cases(name: str, data_dir: Path | None = None, seed: int = 0) -> tupl
     cases = []
     for i in range(f.count):
         s = seed * 1000 + i
-        ph = make_phantom(f.kinds[i % len(f.kinds)], f.modality, f.size, f.spacing, s, True, f.oblique)
+        ph = make_phantom(f.kinds[i % len(f.kinds)], f.modality, f.size, f.spacing, s, f.distractors, f.oblique)
         image = add_lookalike(ph.image, ph.label, s) if f.lookalike else ph.image
         cases.append(LabelledCase(f"{name}_{i:03d}", image, ph.label))
     return cases, f.modality
