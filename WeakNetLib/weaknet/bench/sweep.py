@@ -72,8 +72,8 @@ def run(args) -> int:
                     cfg = ExperimentConfig(points=[n], slices=[], full=False, n_test=args.test, seed=args.seed,
                                            train=train)
                     run_dir = args.output / name / f"N{n}_lambda{lam:g}_d{d:g}"
-                    exp = run_experiment(ds, run_dir, cfg, progress=lambda m, t=run_dir.name: print(
-                        f"[{name} {t}] {m}", flush=True), show_training=False, overlays=False,
+                    exp = run_experiment(ds, run_dir, cfg, progress=lambda m, t=f"{name} {run_dir.name}": print(
+                        f"[{t}] {m}", flush=True), show_training=False, overlays=False,
                         title=f"sweep {name} {run_dir.name}")
                     tpl = [r["train_template_iou"] for r in exp.rows if r["method"] == "weaknet"]
                     rows.append({"family": name, "N": n, "lambda": lam, "d": d, "train_templates": sum(tpl) / len(tpl),
