@@ -17,6 +17,7 @@ from .errors import InputError
 SUPERVISIONS = ("weak", "slices", "full")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 NORMS = ("instance", "batch")
+RECON_NETS = ("unet", "local")
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,8 @@ class TrainConfig:
     tta: bool = _f(True, "test-time augmentation at prediction: average over the 8 mirrorings of the volume "
                          "(nnU-Net's; 8× the inference time, about +0.03 test IoU on the families)")
     straight_through: bool = _f(True, "feed the reconstruction net the thresholded Ŷ ≥ γ")
+    recon_net: str = _f("unet", "reconstruction net: unet (the core net's shape, the paper's) or local (three "
+                                "3×3×3 convolutions: renders an edge profile, no texture)", choices=RECON_NETS)
     device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     amp: bool = _f(True, "bfloat16 autocast on CUDA")
     seed: int = _f(0, "seed of the weights, sampling and augmentation", 0, 2 ** 31 - 1)

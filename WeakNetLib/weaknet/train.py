@@ -163,7 +163,8 @@ class Trainer:
         torch.manual_seed(c.seed)
         self.use_recon = c.supervision == "weak" and c.lambda_ > 0
         self.pair = WeakNetPair(c.net, with_reconstruction=self.use_recon,
-                                straight_through=c.gamma if c.straight_through else None).to(device)
+                                straight_through=c.gamma if c.straight_through else None,
+                                recon=c.recon_net).to(device)
         self.opt = torch.optim.Adam(self.pair.parameters(), lr=c.learning_rate, weight_decay=c.weight_decay)
         self.sched = torch.optim.lr_scheduler.PolynomialLR(self.opt, total_iters=c.epochs, power=0.9)
         self.model = self.pair

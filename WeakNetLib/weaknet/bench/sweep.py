@@ -1,15 +1,16 @@
 """The reconstruction term's sweep: test IoU of Weak-Net over λ, d and γ on dataset families, templates from N clicks.
 
-For each family (:mod:`weaknet.families`), each N in ``--points`` and each (λ, d) in ``--lambdas`` ×
-``--distances``, one Weak-Net trains with the command line's defaults otherwise (``--budget`` minutes; the
-reconstruction net of λ > 0 runs on top, so those take about twice the wall time) and predicts the held-out
-cases; γ is swept on the same foreground probabilities (thresholding is free), with the plan's
-post-processing. The reference is λ = 0 at γ = 0.5 (the default, no reconstruction net) in the same run:
-every cell is printed with its difference to it.
+For each family (:mod:`weaknet.families`), each N in ``--points`` and each (λ, d, reconstruction net) in
+``--lambdas`` × ``--distances`` × ``--recon-nets`` (λ = 0 once: it has no reconstruction net), one Weak-Net
+trains with the command line's defaults otherwise (``--budget`` minutes; the reconstruction net of λ > 0 runs
+on top, so those take longer) and predicts the held-out cases; γ is swept on the same foreground
+probabilities (thresholding is free), with the plan's post-processing. The reference is λ = 0 at γ = 0.5
+(the default, no reconstruction net) in the same run: every cell is printed with its difference to it.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--points", default="10,25", help="clicks per case N, comma-separated (default 10,25)")
     p.add_argument("--lambdas", default="0,0.1,1", help="λ values, comma-separated (default 0,0.1,1)")
     p.add_argument("--distances", default="5", help="d values in mm, comma-separated (default 5)")
+    p.add_argument("--recon-nets", default="unet", help="reconstruction nets, comma-separated (unet, local)")
     p.add_argument("--gammas", default="0.3,0.4,0.5,0.6,0.7", help="γ values swept at prediction")
     p.add_argument("--budget", type=float, default=None, help="minutes per model (default: the plan's)")
     p.add_argument("--test", type=int, default=6, help="held-out test cases per family (default 6)")
@@ -58,6 +60,7 @@ def run(args) -> int:
 
     points = [int(v) for v in _floats(args.points)]
     lambdas, distances, gammas = _floats(args.lambdas), _floats(args.distances), _floats(args.gammas)
+    nets = [v.strip() for v in args.recon_nets.split(",") if v.strip()]
     if 0.0 not in lambdas:
         lambdas = [0.0] + lambdas  # the reference
     rows = []
@@ -65,18 +68,19 @@ def run(args) -> int:
         ds = write_family(name, args.output / name / "data", args.data_dir, args.seed)
         for n in points:
             for lam in lambdas:
-                for d in (distances if lam > 0 else distances[:1]):
+                for d, net in itertools.product(*((distances, nets) if lam > 0 else (distances[:1], nets[:1]))):
                     t0 = time.perf_counter()
                     train = TrainConfig(device=args.device, seed=args.seed, budget_minutes=args.budget, lambda_=lam,
-                                        boundary_distance=d)
+                                        boundary_distance=d, recon_net=net)
                     cfg = ExperimentConfig(points=[n], slices=[], full=False, n_test=args.test, seed=args.seed,
                                            train=train)
-                    run_dir = args.output / name / f"N{n}_lambda{lam:g}_d{d:g}"
+                    run_dir = args.output / name / (f"N{n}_lambda{lam:g}_d{d:g}_{net}" if lam > 0 else f"N{n}_lambda0")
                     exp = run_experiment(ds, run_dir, cfg, progress=lambda m, t=f"{name} {run_dir.name}": print(
                         f"[{t}] {m}", flush=True), show_training=False, overlays=False,
                         title=f"sweep {name} {run_dir.name}")
                     tpl = [r["train_template_iou"] for r in exp.rows if r["method"] == "weaknet"]
-                    rows.append({"family": name, "N": n, "lambda": lam, "d": d, "train_templates": sum(tpl) / len(tpl),
+                    rows.append({"family": name, "N": n, "lambda": lam, "d": d, "recon": net if lam > 0 else "–",
+                                 "train_templates": sum(tpl) / len(tpl),
                                  "iou": _scores(exp, run_dir / "runs" / f"weaknet_P{len(exp.pool)}_N{n}" / "model",
                                                 gammas, args.device),
                                  "minutes": (time.perf_counter() - t0) / 60})
@@ -90,16 +94,17 @@ def run(args) -> int:
 
 
 def table(rows: list[dict], gammas: list[float]) -> str:
-    """Markdown: one row per (family, N, λ, d); test IoU at γ = 0.5, its difference to λ = 0 (γ = 0.5) of the
-    same family and N, and the best γ with its IoU."""
-    head = ("family", "N", "train templates", "λ", "d mm", "Weak-Net (γ 0.5)", "− λ=0", "best γ", "IoU at best γ",
-            "min")
+    """Markdown: one row per (family, N, λ, d, reconstruction net); test IoU at γ = 0.5, its difference to
+    λ = 0 (γ = 0.5) of the same family and N, and the best γ with its IoU."""
+    head = ("family", "N", "train templates", "λ", "d mm", "recon net", "Weak-Net (γ 0.5)", "− λ=0", "best γ",
+            "IoU at best γ", "min")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ref = next(q for q in rows if q["family"] == r["family"] and q["N"] == r["N"] and q["lambda"] == 0.0)
         at = r["iou"].get(0.5, float("nan"))
         best = max(gammas, key=lambda g: r["iou"][g])
         lines.append(f"| {r['family']} | {r['N']} | {r['train_templates']:.3f} | {r['lambda']:g} | {r['d']:g} | "
+                     f"{r['recon']} | "
                      f"{at:.3f} | {at - ref['iou'].get(0.5, float('nan')):+.3f} | {best:g} | {r['iou'][best]:.3f} | "
                      f"{r['minutes']:.1f} |")
     return "\n".join(lines)
