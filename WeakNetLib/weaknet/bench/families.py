@@ -58,13 +58,15 @@ def run(args) -> int:
                       "slices": _mean(rows, "slices"), "full": _mean(rows, "full"),
                       "minutes": (time.perf_counter() - t0) / 60, "plan": "; ".join(plan)})
         print(f"[{name}] done in {table[-1]['minutes']:.1f} min", flush=True)
-    head = ("family", "cases", "train templates", "test templates", "Weak-Net (λ=0, default)", f"λ={args.lambda_:g}",
-            "slices S=1", "full", "min", "default − train tpl")
+    with_lambda = args.lambda_ > 0
+    head = ("family", "cases", "train templates", "test templates", "Weak-Net (λ=0, default)") + \
+        ((f"λ={args.lambda_:g}",) if with_lambda else ()) + ("slices S=1", "full", "min", "default − train tpl")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
-        lines.append(f"| {r['family']} | {r['cases']} | {r['train_tpl']:.3f} | {r['template']:.3f} | "
-                     f"{r['weak0']:.3f} | {r['weak']:.3f} | {r['slices']:.3f} | {r['full']:.3f} | "
-                     f"{r['minutes']:.1f} | {r['weak0'] - r['train_tpl']:+.3f} |")
+        scores = ("train_tpl", "template", "weak0") + (("weak",) if with_lambda else ()) + ("slices", "full")
+        cells = [r["family"], r["cases"]] + [f"{r[k]:.3f}" for k in scores] + \
+            [f"{r['minutes']:.1f}", f"{r['weak0'] - r['train_tpl']:+.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     text = "\n".join(lines)
     print(text)
     for r in table:
