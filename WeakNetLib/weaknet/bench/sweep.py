@@ -6,6 +6,7 @@ trains with the command line's defaults otherwise (``--budget`` minutes; the rec
 on top, so those take longer) and predicts the held-out cases; γ is swept on the same foreground
 probabilities (thresholding is free), with the plan's post-processing. The reference is λ = 0 at γ = 0.5
 (the default, no reconstruction net) in the same run: every cell is printed with its difference to it.
+Runs into the same ``--output`` add to its table, so a grid can be measured in parts.
 """
 
 from __future__ import annotations
@@ -85,12 +86,22 @@ def run(args) -> int:
                                                 gammas, args.device),
                                  "minutes": (time.perf_counter() - t0) / 60})
                     print(f"[{name} {run_dir.name}] {json.dumps(rows[-1])}", flush=True)
+    rows = _merged(args.output / "sweep.json", rows)
     text = table(rows, gammas)
     print(text)
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "sweep.md").write_text(text + "\n", encoding="utf-8")
     (args.output / "sweep.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return 0
+
+
+def _merged(path: Path, rows: list[dict]) -> list[dict]:
+    """``rows`` added to those of an earlier sweep in the same folder (a setting measured again replaces its
+    row; finished models are not trained again), sorted by family, N, λ, reconstruction net, d."""
+    key = lambda r: (r["family"], r["N"], r["lambda"], r["recon"], r["d"])  # noqa: E731
+    merged = {key(r): r for r in (json.loads(path.read_text(encoding="utf-8")) if path.exists() else [])}
+    merged.update({key(r): r for r in rows})
+    return [merged[k] for k in sorted(merged)]
 
 
 def table(rows: list[dict], gammas: list[float]) -> str:
