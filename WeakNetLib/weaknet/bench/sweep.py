@@ -69,7 +69,7 @@ def run(args) -> int:
         ds = write_family(name, args.output / name / "data", args.data_dir, args.seed)
         for n in points:
             for lam in lambdas:
-                for d, net in itertools.product(*((distances, nets) if lam > 0 else (distances[:1], nets[:1]))):
+                for d, net in itertools.product(*((distances, nets) if lam > 0 else (distances[:1], ["unet"]))):
                     t0 = time.perf_counter()
                     train = TrainConfig(device=args.device, seed=args.seed, budget_minutes=args.budget, lambda_=lam,
                                         boundary_distance=d, recon_net=net)
