@@ -99,7 +99,10 @@ def _merged(path: Path, rows: list[dict]) -> list[dict]:
     """``rows`` added to those of an earlier sweep in the same folder (a setting measured again replaces its
     row; finished models are not trained again), sorted by family, N, λ, reconstruction net, d."""
     key = lambda r: (r["family"], r["N"], r["lambda"], r["recon"], r["d"])  # noqa: E731
-    merged = {key(r): r for r in (json.loads(path.read_text(encoding="utf-8")) if path.exists() else [])}
+    earlier = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
+    for r in earlier:  # JSON keys are strings
+        r["iou"] = {float(g): v for g, v in r["iou"].items()}
+    merged = {key(r): r for r in earlier}
     merged.update({key(r): r for r in rows})
     return [merged[k] for k in sorted(merged)]
 
