@@ -217,38 +217,88 @@ def check_mesh(vertices: np.ndarray, faces: np.ndarray) -> MeshCheck:
 
 
 def self_intersections(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """(K, 2) pairs of face indices that intersect, among pairs sharing no vertex.
+    """(K, 2) pairs of face indices (i < j, sorted) that intersect, among pairs sharing no vertex.
 
-    Candidates come from overlapping bounding boxes (a k-d tree on face centres); each candidate pair is
-    decided exactly by the separating-axis test (2 face normals + 9 edge-edge cross products).
+    Candidates are the pairs whose bounding boxes overlap, found through a uniform grid of cells (each face
+    registered in the cells its box covers; cells about the size of a typical face, doubled while faces
+    would cover more than 8 cells each on average, so one long face cannot make the search quadratic);
+    each candidate pair is decided exactly by the separating-axis test (2 face normals + 9 edge-edge cross
+    products).
     """
-    from scipy.spatial import cKDTree
-
-    tri = vertices[faces]  # (F, 3, 3)
-    centre = tri.mean(axis=1)
-    radius = np.linalg.norm(tri - centre[:, None], axis=2).max(axis=1)
-    pairs = cKDTree(centre).query_pairs(2 * radius.max(), output_type="ndarray")
-    if not len(pairs):
-        return np.zeros((0, 2), np.int64)
-    i, j = pairs.T
-    lo, hi = tri.min(axis=1), tri.max(axis=1)
-    overlap = np.all((lo[i] <= hi[j] + tol) & (lo[j] <= hi[i] + tol), axis=1)
-    shared = (faces[i][:, :, None] == faces[j][:, None, :]).any(axis=(1, 2))
-    keep = overlap & ~shared
-    i, j = i[keep], j[keep]
+    empty = np.zeros((0, 2), np.int64)
+    tri = np.asarray(vertices, float)[faces]  # (F, 3, 3)
+    lo, hi = tri.min(axis=1) - tol, tri.max(axis=1) + tol
+    i, j = _box_pairs(lo, hi)
     if not len(i):
-        return np.zeros((0, 2), np.int64)
-    a, b = tri[i], tri[j]
-    ea = np.roll(a, -1, axis=1) - a  # (K, 3 edges, 3)
+        return empty
+    shared = (faces[i][:, :, None] == faces[j][:, None, :]).any(axis=(1, 2))
+    i, j = i[~shared], j[~shared]
+    if not len(i):
+        return empty
+    # the two face normals first (they separate most candidates), then the nine edge-edge axes
+    scale = 1e-12 * (np.abs(tri).max() + 1.0) ** 2
+    for axes in (_face_axes, _edge_axes):
+        a, b = tri[i], tri[j]
+        separated = np.zeros(len(i), bool)
+        for ax in axes(a, b):
+            norm = np.linalg.norm(ax, axis=1)
+            pa = np.einsum("kvc,kc->kv", a, ax)
+            pb = np.einsum("kvc,kc->kv", b, ax)
+            gap = tol * np.maximum(norm, 1e-30)
+            separated |= (norm > scale) & ((pa.max(1) < pb.min(1) - gap) | (pb.max(1) < pa.min(1) - gap))
+        i, j = i[~separated], j[~separated]
+    return np.stack([i, j], axis=1)
+
+
+def _face_axes(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """The normals (K, 3) of triangles a and b (K, 3 corners, 3)."""
+    return [np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]) for t in (a, b)]
+
+
+def _edge_axes(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """The nine cross products (K, 3) of an edge of triangle a with an edge of triangle b."""
+    ea = np.roll(a, -1, axis=1) - a
     eb = np.roll(b, -1, axis=1) - b
-    axes = [np.cross(ea[:, 0], ea[:, 1]), np.cross(eb[:, 0], eb[:, 1])]
-    axes += [np.cross(ea[:, p], eb[:, q]) for p in range(3) for q in range(3)]
-    separated = np.zeros(len(i), bool)
-    for ax in axes:
-        norm = np.linalg.norm(ax, axis=1)
-        ok = norm > 1e-12 * (np.abs(a).max() + 1.0) ** 2
-        pa = np.einsum("kvc,kc->kv", a, ax)
-        pb = np.einsum("kvc,kc->kv", b, ax)
-        gap = tol * np.maximum(norm, 1e-30)
-        separated |= ok & ((pa.max(1) < pb.min(1) - gap) | (pb.max(1) < pa.min(1) - gap))
-    return np.stack([i[~separated], j[~separated]], axis=1)
+    return [np.cross(ea[:, p], eb[:, q]) for p in range(3) for q in range(3)]
+
+
+def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j, sorted, each once) of the axis-aligned boxes (F, 3) lo–hi that overlap."""
+    n = len(lo)
+    extent = hi - lo
+    cell = max(float(np.median(extent.max(axis=1))), 1e-12)
+    origin = lo.min(axis=0)
+    while True:
+        c0 = np.floor((lo - origin) / cell).astype(np.int64)
+        c1 = np.floor((hi - origin) / cell).astype(np.int64)
+        span = c1 - c0 + 1
+        count = span.prod(axis=1)
+        if count.sum() <= 8 * n:
+            break
+        cell *= 2
+    # one entry per (face, cell it covers)
+    face = np.repeat(np.arange(n), count)
+    local = np.arange(len(face)) - np.repeat(np.cumsum(count) - count, count)
+    sx, sy = span[face, 0], span[face, 1]
+    cx = c0[face, 0] + local % sx
+    cy = c0[face, 1] + (local // sx) % sy
+    cz = c0[face, 2] + local // (sx * sy)
+    dims = c1.max(axis=0) + 1
+    key = (cz * dims[1] + cy) * dims[0] + cx
+    order = np.argsort(key, kind="stable")
+    key, face = key[order], face[order]
+    # every pair of entries within one cell
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sizes = np.diff(np.r_[starts, len(key)])
+    pos = np.arange(len(key))
+    within = pos - np.repeat(starts, sizes)
+    after = np.repeat(sizes, sizes) - 1 - within  # entries after this one in its cell
+    first = np.repeat(pos, after)
+    second = first + 1 + (np.arange(len(first)) - np.repeat(np.cumsum(after) - after, after))
+    i, j = face[first], face[second]
+    i, j = np.minimum(i, j), np.maximum(i, j)
+    pair = np.sort(i * n + j)
+    pair = pair[np.r_[True, pair[1:] != pair[:-1]]]
+    i, j = pair // n, pair % n
+    keep = np.all((lo[i] <= hi[j]) & (lo[j] <= hi[i]), axis=1)
+    return i[keep], j[keep]
