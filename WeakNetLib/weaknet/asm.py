@@ -40,6 +40,10 @@ from . import mesh
 from .points import validate_points
 
 ROOT3 = np.sqrt(3.0)
+COLUMN_CACHE = 64
+"""Columns of each stiffness level's inverse kept by :meth:`BandedSolver.columns` (vertices recently clicked)."""
+STALL = 0.95
+"""An update stops its rounds once a round brings the farthest added or moved point less than 10 % closer."""
 
 
 def covariance_ellipsoid(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -293,11 +297,27 @@ class BandedSolver:
         ab = np.zeros((band + 1, m.shape[0]))
         ab[band + p.row[upper] - p.col[upper], p.col[upper]] = p.data[upper]
         self._factor = cholesky_banded(ab).astype(np.float32)
+        self._columns: dict[int, np.ndarray] = {}
 
     def __call__(self, rhs: np.ndarray) -> np.ndarray:
         """Solve for rhs (V, k); returns float64 (V, k)."""
         x, info = spbtrs(self._factor, rhs[self._order].astype(np.float32), lower=0)
         return x[self._inverse].astype(np.float64)
+
+    def columns(self, vertices: np.ndarray) -> np.ndarray:
+        """Columns (V, k) of the inverse matrix for vertex indices (k,): the response of every vertex to a unit
+        load on each (what :meth:`ActiveSurface.update` needs to pull the clicked vertices implicitly). The
+        last :data:`COLUMN_CACHE` columns are kept, so a vertex dragged over many events costs one solve."""
+        cache = self._columns
+        missing = [int(v) for v in dict.fromkeys(vertices.tolist()) if v not in cache]
+        if missing:
+            unit = np.zeros((len(self._order), len(missing)))
+            unit[missing, np.arange(len(missing))] = 1.0
+            for v, column in zip(missing, self(unit).T):
+                cache[v] = column
+            while len(cache) > COLUMN_CACHE:
+                cache.pop(next(iter(cache)))
+        return np.stack([cache[int(v)] for v in vertices], axis=1)
 
 
 @lru_cache(maxsize=8)
@@ -425,11 +445,18 @@ class ActiveSurface:
         self.template, self._normal, self.points = template, normal, pts
         # correspondences of the last fit stay valid for the old points when points were only appended
         nearest = self._nearest if appended else None
+        tree = cKDTree(pts)
+        spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))
+        moved = len(old) + np.arange(len(new)) if appended else np.flatnonzero(cKDTree(old).query(pts)[0] > 1e-6)
+        worst = _min_distances(new, self.vertices).max() if len(new) else 0.0
         for _ in range(self.max_update_rounds):
             self._iterate(pts, self._solvers[-1:], self.update_iterations, refresh=self.update_iterations,
-                          nearest=nearest, first_new=len(old))
+                          nearest=nearest, first_new=len(old), tree=(tree, spacing), implicit=moved)
             nearest = self._nearest
-            if not len(new) or _min_distances(new, self.vertices).max() <= self.tolerance_mm:
+            if not len(new):
+                break
+            before, worst = worst, _min_distances(new, self.vertices).max()
+            if worst <= self.tolerance_mm or worst > STALL * before:  # within tolerance, or no longer closing in
                 break
         return self
 
@@ -520,12 +547,18 @@ class ActiveSurface:
         return f
 
     def _iterate(self, pts: np.ndarray, solvers, iterations: int, refresh: int = 2,
-                 nearest: np.ndarray | None = None, first_new: int = 0) -> None:
+                 nearest: np.ndarray | None = None, first_new: int = 0,
+                 tree: tuple[cKDTree, float] | None = None, implicit: np.ndarray | None = None) -> None:
         """Semi-implicit steps; correspondences are recomputed every ``refresh`` steps. ``nearest`` (V,):
         each vertex's nearest point among ``pts[:first_new]`` from the previous fit, so that the first
-        search only needs the points appended after them."""
-        tree = cKDTree(pts)
-        spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))  # typical distance between points
+        search only needs the points appended after them. ``tree``: the points' k-d tree and their typical
+        spacing (mm), when the caller has them. ``implicit``: indices of points (the ones just added or
+        moved) whose pull on their nearest vertex is taken into the solve, (A + pull·Σ e_v e_vᵀ) Dₜ₊₁ = Dₜ + Fₜ
+        + pull·Dₜ(v) (Woodbury, with the inverse's columns of those vertices): the same equilibrium, reached
+        in a few steps instead of tens when a point lies millimetres from the surface."""
+        tree, spacing = tree or (cKDTree(pts), None)
+        if spacing is None:
+            spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))  # typical distance between points
         d = self.vertices - self.rest
         step = 0
         for solve in solvers:
@@ -543,7 +576,17 @@ class ActiveSurface:
                         dist, nearest = tree.query(x)
                     weight = self.normal_pull * np.exp(-(dist / spacing) ** 2)
                     vertex = cKDTree(x).query(pts)[1]
-                d = solve(d + self._forces(x, pts, nearest, weight, vertex))
+                    held = None if implicit is None or not len(implicit) else np.unique(vertex[implicit])
+                    green = None if held is None else solve.columns(held)
+                    if green is not None:
+                        coupling = np.linalg.inv(np.eye(len(held)) / self.pull + green[held])
+                rhs = d + self._forces(x, pts, nearest, weight, vertex)
+                if green is None:
+                    d = solve(rhs)
+                else:
+                    rhs[held] += self.pull * d[held]
+                    y = solve(rhs)
+                    d = y - green @ (coupling @ y[held])
                 step += 1
         self.vertices = self.rest + d
         self._nearest = nearest
