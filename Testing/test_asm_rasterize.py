@@ -81,11 +81,19 @@ def test_sphere_volume_in_permuted_grid():
 def test_mask_rasterizer_clears_the_previous_mesh(concave_mesh):
     geometry = Geometry.create((64, 64, 64), (1.0, 1.0, 1.0), (-32.0, -32.0, -32.0))
     raster = MaskRasterizer(geometry)
-    first = raster.update(*concave_mesh).copy()
+    raster.update(*concave_mesh)
+    first = raster.mask.copy()
+    assert np.array_equal(first, rasterize_mesh(*concave_mesh, geometry))
     v, f = icosphere(3)
-    second = raster.update(5.0 * v, f)
+    raster.update(5.0 * v, f)
+    raster.update(6.0 * v, f)  # not read in between: the mask catches up with the newest mesh when read
+    raster.update(5.0 * v, f)
+    second = raster.mask
     assert np.array_equal(second, rasterize_mesh(5.0 * v, f, geometry))
     assert first.sum() != second.sum()
+    assert np.array_equal(raster.mask[raster.box], raster.block) and raster.mask is second
+    raster.update(v + 1000.0, f)  # a mesh outside the grid: nothing inside
+    assert raster.block is None and not raster.mask.any()
 
 
 def test_signed_distance_of_a_ball():
