@@ -12,7 +12,8 @@ Bad input never raises out of a scene observer and never drops a point: fewer th
 outside the volume, coplanar points... set :attr:`AnnotationSession.status` (and notify listeners) and
 keep every point where the user put it — except, with :attr:`AnnotationSession.drop_outside_clicks` (the
 browser annotator), a click placed outside the image, which is taken back at once with a warning. With an
-autosave folder the clicks (``.mrk.json``, small) are written at once on every change, and the templates
+autosave folder the clicks (``.mrk.json``, small) are written at once on every change (under a fresh name,
+renamed over the file by :class:`~WeakNetSlicerLib.autosave.FileCommitter` within milliseconds), and the templates
 (``templates.seg.nrrd``) off the interactive path by :class:`~WeakNetSlicerLib.autosave.TemplateWriter`: at most
 once a second, at the end of a drag and on :meth:`AnnotationSession.flush`/``close``. :meth:`AnnotationSession.reopen`
 restores both, and re-fits an object whose saved template is older than its points (each segment carries a
@@ -45,7 +46,7 @@ from weaknet.filenames import unique_stem
 from weaknet.points import validate_points
 
 from . import nodes
-from .autosave import POINTS_TAG, SegmentBlock, TemplateWriter, points_fingerprint, write_seg_nrrd
+from .autosave import POINTS_TAG, FileCommitter, SegmentBlock, TemplateWriter, points_fingerprint, write_seg_nrrd
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,9 @@ class TargetObject:
     """One structure being annotated: its points (a markups fiducial node) and its template (a segment).
 
     ``stem`` names its files and segment (unique in the session, see :func:`weaknet.filenames.unique_stem`);
-    ``mask`` is the current template (D, H, W) uint8 on the volume's grid, or None before the first fit (kept
-    up to date in place, box by box); ``block`` the voxels of its bounding box from voxel ``offset`` (k, j, i):
+    ``mask`` is the current template (D, H, W) uint8 on the volume's grid, or None before the first fit (made
+    when first read, then kept up to date in place, box by box); ``loaded`` a template read from a file, until
+    the next fit; ``block`` the voxels of its bounding box from voxel ``offset`` (k, j, i):
     what the segment holds (never changed once made: the autosave writes it from another thread);
     ``template_points`` (N, 3) LPS the points the shown template was fitted through; ``clicks`` counts points
     placed by the user (the annotation effort), including ones later removed.
@@ -85,7 +87,7 @@ class TargetObject:
     color: tuple[float, float, float]
     clicks: int = 0
     surface: object | None = None
-    mask: np.ndarray | None = None
+    loaded: np.ndarray | None = None
     block: np.ndarray | None = None
     offset: tuple[int, int, int] = (0, 0, 0)
     rasterizer: object | None = None
@@ -102,6 +104,12 @@ class TargetObject:
     @property
     def points_file(self) -> str:
         return self.stem + POINTS_SUFFIX
+
+    @property
+    def mask(self) -> np.ndarray | None:
+        """The current template (D, H, W) uint8 on the volume's grid, or None: the live rasterizer's (made on
+        first read, then kept in step box by box), else the template ``loaded`` from a file."""
+        return self.rasterizer.mask if self.rasterizer is not None else self.loaded
 
     @property
     def points_lps(self) -> np.ndarray:
@@ -179,6 +187,8 @@ class AnnotationSession:
         self._listeners: list[Callable[["AnnotationSession"], None]] = []
         self.autosave_error: str | None = None
         self._writer = TemplateWriter(on_error=_weak(self._on_write_error))
+        self._files = FileCommitter(on_error=_weak(self._on_write_error))
+        self._session_text: str | None = None  # session.json as last written to the autosave folder
         self.history = EditHistory()
         self._batch = 0
         self._session_dirty: bool | None = False  # None/True while a point event collects session.json writes
@@ -309,13 +319,13 @@ class AnnotationSession:
 
         obj.surface = surface
         if surface is None:
-            obj.mask, obj.block, obj.rasterizer, obj.template_points = None, None, None, None
+            obj.loaded, obj.block, obj.rasterizer, obj.template_points = None, None, None, None
             self._write_segment(obj, None, None)
             return
         if obj.rasterizer is None:
             obj.rasterizer = MaskRasterizer(self.geometry)
         obj.rasterizer.update(surface.vertices, surface.faces)
-        obj.mask, obj.block = obj.rasterizer.mask, obj.rasterizer.block
+        obj.loaded, obj.block = None, obj.rasterizer.block
         obj.offset = tuple(int(b.start) for b in obj.rasterizer.box)
         obj.template_points = points
         self._write_segment(obj, obj.block, nodes.surface_polydata(surface.vertices, surface.faces))
@@ -424,7 +434,7 @@ class AnnotationSession:
             surface.update(points)
         self._show_surface(obj, surface, points)
         self._save_templates()
-        voxels = int(obj.block.sum()) if obj.block is not None else 0
+        voxels = int(np.count_nonzero(obj.block)) if obj.block is not None else 0
         self._set_status(f"{obj.name}: template fitted through {len(points)} points ({voxels} voxels)", "info")
         return True
 
@@ -448,6 +458,7 @@ class AnnotationSession:
         target = Path(folder) if folder else self.autosave_dir
         if target is None:
             raise InputError("no folder to save the session to; choose an autosave folder")
+        self._files.flush()  # no queued autosave rename may replace what is written here
         for obj in self.objects:
             nodes.write_node(obj.markups_node, target / obj.points_file)
         try:
@@ -459,8 +470,9 @@ class AnnotationSession:
 
     def flush(self) -> None:
         """Write the templates file now if a write is due (the autosave writes it at most once a second) and
-        wait until it is on disk."""
+        wait until it and the points files are on disk under their names."""
         if self.autosave_dir:
+            self._files.flush()
             self._writer.flush()
 
     @classmethod
@@ -538,7 +550,7 @@ class AnnotationSession:
         obj.clicks = int(clicks) if clicks is not None else obj.point_count
         obj.fitted_points = obj.points_lps
         if segment is not None:
-            obj.mask = self.template_mask(obj)
+            obj.loaded = self.template_mask(obj)
             obj.template_points = obj.fitted_points
         return obj
 
@@ -568,7 +580,8 @@ class AnnotationSession:
         """Stop observing the scene and the markups nodes (nodes and files stay)."""
         if self.closed:
             return
-        self._writer.close()  # the last templates reach the disk
+        self._files.close()  # the last points and templates reach the disk
+        self._writer.close()
         for obj in self.objects:
             self._detach(obj)
         for tag in self._scene_tags:
@@ -680,7 +693,7 @@ class AnnotationSession:
     def _save_points(self, obj: TargetObject) -> None:
         """Write ``obj``'s clicks (.mrk.json) and session.json now (small files: a click is never lost)."""
         if self.autosave_dir and not self._batch:
-            self._autosave(nodes.write_node, obj.markups_node, self.autosave_dir / obj.points_file)
+            self._autosave(self._write_points, obj)
             if self._session_dirty is False:
                 self._autosave(self._write_session_file)
             else:  # inside a point event: written once at its end
@@ -704,8 +717,8 @@ class AnnotationSession:
         fingerprint of the points it was fitted through."""
         out = []
         for o in self.objects:
-            if o.block is None and o.mask is not None:  # a template read from a file: its box, once
-                o.offset, o.block = _crop(o.mask)
+            if o.block is None and o.loaded is not None:  # a template read from a file: its box, once
+                o.offset, o.block = _crop(o.loaded)
             tags = {POINTS_TAG: points_fingerprint(o.template_points)} if o.template_points is not None else {}
             out.append(SegmentBlock(o.segment_id, o.name, tuple(o.color), o.block, o.offset, tags))
         return out
@@ -726,7 +739,19 @@ class AnnotationSession:
             self.autosave_error = f"autosave to {self.autosave_dir} failed ({exc}); your points are kept in the " \
                                   "scene: choose another autosave folder or save the scene"
 
+    def _write_points(self, obj: TargetObject) -> None:
+        """Write ``obj``'s clicks to the autosave folder: complete under a fresh name now, renamed over its
+        ``.mrk.json`` by :class:`~WeakNetSlicerLib.autosave.FileCommitter` (the node keeps referring to it)."""
+        path = self.autosave_dir / obj.points_file
+        temporary = self._files.temporary(path)
+        nodes.write_node(obj.markups_node, temporary)
+        obj.markups_node.GetStorageNode().SetFileName(str(path))
+        self._files.commit(temporary, path)
+
     def _write_session_file(self, folder: Path | None = None) -> None:
+        """Write session.json to ``folder`` (now), or to the autosave folder (when its content changed: under
+        a fresh name, renamed into place by the file committer)."""
+        autosave = folder is None
         folder = folder or self.autosave_dir
         folder.mkdir(parents=True, exist_ok=True)
         volume_file = self._volume_file(folder)
@@ -735,9 +760,16 @@ class AnnotationSession:
                              "color": list(o.color), "clicks": o.clicks, "point_count": o.point_count}
                             for o in self.objects],
                 "templates": TEMPLATES_FILE, "effort": self.effort}
-        tmp = folder / (SESSION_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        tmp.replace(folder / SESSION_FILE)
+        text = json.dumps(meta, indent=2)
+        if not autosave:
+            tmp = folder / (SESSION_FILE + ".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(folder / SESSION_FILE)
+        elif text != self._session_text:
+            temporary = self._files.temporary(folder / SESSION_FILE)
+            temporary.write_text(text, encoding="utf-8")
+            self._files.commit(temporary, folder / SESSION_FILE)
+            self._session_text = text
 
     def _volume_file(self, folder: Path) -> str:
         """The volume's file relative to ``folder`` (written there as volume.nrrd once if it has none)."""
