@@ -43,7 +43,10 @@ ROOT3 = np.sqrt(3.0)
 COLUMN_CACHE = 64
 """Columns of each stiffness level's inverse kept by :meth:`BandedSolver.columns` (vertices recently clicked)."""
 STALL = 0.95
-"""An update stops its rounds once a round brings the farthest added or moved point less than 10 % closer."""
+"""An update stops its rounds once a round brings the farthest added or moved point less than 5 % closer."""
+THIN_MIN_POINTS = 10
+"""Points needed before a tube or sheet rest shape may be chosen: each has more parameters than fewer points
+determine (below this they won on a few clicks of compact shapes, then folded; see docs/asm.md)."""
 
 
 def covariance_ellipsoid(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,19 +469,23 @@ class ActiveSurface:
     def _restart(self, pts: np.ndarray, template: np.ndarray, normal: np.ndarray | None, kind: str
                  ) -> "ActiveSurface":
         """An update whose rest shape changed kind or moved far (the first clicks): one coarse-to-fine pass of
-        ``warm_iterations`` steps from the new rest shape, about a sixth of a fit from scratch; the full
-        :meth:`fit` only when that folds."""
-        self.template, self._normal, self._kind, self.points = template, normal, kind, pts
-        self._chosen_at = len(pts)
-        self.rest = template.copy()
-        self.vertices = template.copy()
-        self._iterate(pts, self._solvers, self.warm_iterations)
-        if len(mesh.self_intersections(self.vertices, self.faces)):
-            return self.fit(pts)
-        return self
+        ``warm_iterations`` steps from the new rest shape, about a sixth of a fit from scratch. When a tube or
+        sheet folds there (thin kinds chosen on few points of a compact shape), the pass is redone from the
+        best compact kind (bent or ellipsoid); the full :meth:`fit` runs only when a compact kind folds."""
+        while True:
+            self.template, self._normal, self._kind, self.points = template, normal, kind, pts
+            self._chosen_at = len(pts)
+            self.rest = template.copy()
+            self.vertices = template.copy()
+            self._iterate(pts, self._solvers, self.warm_iterations)
+            if not len(mesh.self_intersections(self.vertices, self.faces)):
+                return self
+            if kind not in ("tube", "sheet"):
+                return self.fit(pts)
+            template, normal, kind = self._rest_shape(pts, None, compact=True)
 
     def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep: str | None = None,
-                    only: str | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
+                    only: str | None = None, compact: bool = False) -> tuple[np.ndarray, np.ndarray | None, str]:
         """The rest shape of the points: (vertices (V, 3), bend-plane normal or None, kind).
 
         Kinds: 'ellipsoid'; 'bent' (:func:`bent_template`) when its symmetric mean distance to the points
@@ -487,15 +494,19 @@ class ActiveSurface:
         it is ≥ 15 % closer than both; 'sheet' (:func:`sheet_template`) when ≥ 15 % closer than all
         three. A tube or sheet newly chosen must not intersect itself (else the next best).
         ``keep``: the current kind, which needs to be only 5 % closer (hysteresis between clicks);
-        ``only``: build that kind without comparing (the ellipsoid when it cannot be built).
+        ``only``: build that kind without comparing (the ellipsoid when it cannot be built). Tube and sheet
+        take part only from :data:`THIN_MIN_POINTS` points on, and not with ``compact``.
         A given ``rest_shape`` callable replaces all kinds ('given').
         """
         if self.rest_shape is not None:
             return np.asarray(self.rest_shape(pts), float), None, "given"
-        allowed = ("ellipsoid",) + (("bent",) if self.bend else ()) + (("tube",) if self.tube else ()) + (
-            ("sheet",) if self.sheet else ())
-        if only is not None:
+        thin = len(pts) >= THIN_MIN_POINTS and not compact
+        allowed = ("ellipsoid",) + (("bent",) if self.bend else ()) + (("tube",) if self.tube and thin else ()) + (
+            ("sheet",) if self.sheet and thin else ())
+        if only in allowed:
             allowed = (only,)
+        else:
+            only = None  # e.g. a tube kept from before points were removed: choose again
         shapes, line = {}, None
         for kind in allowed:
             if kind == "ellipsoid":
