@@ -420,7 +420,7 @@ class ActiveSurface:
                     if p:
                         self.rest = self.vertices.copy()  # plastic: the next pass starts from this fit
                     self._iterate(pts, self._solvers, self.iterations)
-                if not len(mesh.self_intersections(self.vertices, self.faces)):
+                if not len(mesh.self_intersections(self.vertices, self.faces, first=True)):
                     break
                 self.pull /= 2
         finally:
@@ -478,7 +478,7 @@ class ActiveSurface:
             self.rest = template.copy()
             self.vertices = template.copy()
             self._iterate(pts, self._solvers, self.warm_iterations)
-            if not len(mesh.self_intersections(self.vertices, self.faces)):
+            if not len(mesh.self_intersections(self.vertices, self.faces, first=True)):
                 return self
             if kind not in ("tube", "sheet"):
                 return self.fit(pts)
@@ -535,7 +535,7 @@ class ActiveSurface:
                         best = kind
                 # a newly chosen tube or sheet must not intersect itself (checked for the winner only)
                 if best in ("ellipsoid", "bent", keep) or not len(mesh.self_intersections(shapes[best][0],
-                                                                                          self.faces)):
+                                                                                          self.faces, first=True)):
                     break
                 del residual[best]
         if best == "tube":

@@ -216,38 +216,47 @@ def check_mesh(vertices: np.ndarray, faces: np.ndarray) -> MeshCheck:
                      len(self_intersections(vertices, faces)))
 
 
-def self_intersections(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+PAIR_CHUNK = 1 << 16
+"""Candidate face pairs tested at once by :func:`self_intersections`."""
+
+
+def self_intersections(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-9, first: bool = False
+                       ) -> np.ndarray:
     """(K, 2) pairs of face indices (i < j, sorted) that intersect, among pairs sharing no vertex.
 
     Candidates are the pairs whose bounding boxes overlap, found through a uniform grid of cells (each face
     registered in the cells its box covers; cells about the size of a typical face, doubled while faces
-    would cover more than 8 cells each on average, so one long face cannot make the search quadratic);
-    each candidate pair is decided exactly by the separating-axis test (2 face normals + 9 edge-edge cross
-    products).
+    would cover more than 8 cells each on average, so one long face cannot make the search quadratic), in
+    chunks of :data:`PAIR_CHUNK`; each candidate pair is decided exactly by the separating-axis test (2 face
+    normals + 9 edge-edge cross products). ``first``: stop after the first chunk that holds an intersecting
+    pair (enough to know whether the mesh intersects itself: a badly folded mesh is found in milliseconds).
     """
-    empty = np.zeros((0, 2), np.int64)
     tri = np.asarray(vertices, float)[faces]  # (F, 3, 3)
     lo, hi = tri.min(axis=1) - tol, tri.max(axis=1) + tol
-    i, j = _box_pairs(lo, hi)
-    if not len(i):
-        return empty
-    shared = (faces[i][:, :, None] == faces[j][:, None, :]).any(axis=(1, 2))
-    i, j = i[~shared], j[~shared]
-    if not len(i):
-        return empty
-    # the two face normals first (they separate most candidates), then the nine edge-edge axes
     scale = 1e-12 * (np.abs(tri).max() + 1.0) ** 2
-    for axes in (_face_axes, _edge_axes):
-        a, b = tri[i], tri[j]
-        separated = np.zeros(len(i), bool)
-        for ax in axes(a, b):
-            norm = np.linalg.norm(ax, axis=1)
-            pa = np.einsum("kvc,kc->kv", a, ax)
-            pb = np.einsum("kvc,kc->kv", b, ax)
-            gap = tol * np.maximum(norm, 1e-30)
-            separated |= (norm > scale) & ((pa.max(1) < pb.min(1) - gap) | (pb.max(1) < pa.min(1) - gap))
-        i, j = i[~separated], j[~separated]
-    return np.stack([i, j], axis=1)
+    found = []
+    for i, j in _box_pairs(lo, hi):
+        shared = (faces[i][:, :, None] == faces[j][:, None, :]).any(axis=(1, 2))
+        i, j = i[~shared], j[~shared]
+        # the two face normals first (they separate most candidates), then the nine edge-edge axes
+        for axes in (_face_axes, _edge_axes):
+            a, b = tri[i], tri[j]
+            separated = np.zeros(len(i), bool)
+            for ax in axes(a, b):
+                norm = np.linalg.norm(ax, axis=1)
+                pa = np.einsum("kvc,kc->kv", a, ax)
+                pb = np.einsum("kvc,kc->kv", b, ax)
+                gap = tol * np.maximum(norm, 1e-30)
+                separated |= (norm > scale) & ((pa.max(1) < pb.min(1) - gap) | (pb.max(1) < pa.min(1) - gap))
+            i, j = i[~separated], j[~separated]
+        if len(i):
+            found.append(i * len(faces) + j)
+            if first:
+                break
+    if not found:
+        return np.zeros((0, 2), np.int64)
+    pair = np.unique(np.concatenate(found))  # a pair sharing several cells can come in several chunks
+    return np.stack([pair // len(faces), pair % len(faces)], axis=1)
 
 
 def _face_axes(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
@@ -262,8 +271,9 @@ def _edge_axes(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
     return [np.cross(ea[:, p], eb[:, q]) for p in range(3) for q in range(3)]
 
 
-def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Index pairs (i < j, sorted, each once) of the axis-aligned boxes (F, 3) lo–hi that overlap."""
+def _box_pairs(lo: np.ndarray, hi: np.ndarray):
+    """Index pairs (i (K,), j (K,), i < j) of the axis-aligned boxes (F, 3) lo–hi that overlap, in chunks of
+    about :data:`PAIR_CHUNK` pairs sharing a grid cell (a pair is given once per chunk, maybe in several)."""
     n = len(lo)
     extent = hi - lo
     cell = max(float(np.median(extent.max(axis=1))), 1e-12)
@@ -287,18 +297,25 @@ def _box_pairs(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     key = (cz * dims[1] + cy) * dims[0] + cx
     order = np.argsort(key, kind="stable")
     key, face = key[order], face[order]
-    # every pair of entries within one cell
+    # every pair of entries within one cell: entry p pairs with the after[p] entries that follow it there
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     sizes = np.diff(np.r_[starts, len(key)])
     pos = np.arange(len(key))
-    within = pos - np.repeat(starts, sizes)
-    after = np.repeat(sizes, sizes) - 1 - within  # entries after this one in its cell
-    first = np.repeat(pos, after)
-    second = first + 1 + (np.arange(len(first)) - np.repeat(np.cumsum(after) - after, after))
-    i, j = face[first], face[second]
-    i, j = np.minimum(i, j), np.maximum(i, j)
-    pair = np.sort(i * n + j)
-    pair = pair[np.r_[True, pair[1:] != pair[:-1]]]
-    i, j = pair // n, pair % n
-    keep = np.all((lo[i] <= hi[j]) & (lo[j] <= hi[i]), axis=1)
-    return i[keep], j[keep]
+    after = np.repeat(sizes, sizes) - 1 - (pos - np.repeat(starts, sizes))
+    total = np.cumsum(after)
+    ends = np.searchsorted(total, np.arange(PAIR_CHUNK, total[-1] + PAIR_CHUNK, PAIR_CHUNK), side="right")
+    begin = 0
+    for end in np.append(ends, len(pos)):
+        end = min(int(end) + 1, len(pos))
+        if end <= begin:
+            continue
+        part = after[begin:end]
+        first = np.repeat(pos[begin:end], part)
+        second = first + 1 + (np.arange(len(first)) - np.repeat(np.cumsum(part) - part, part))
+        begin = end
+        i, j = face[first], face[second]
+        pair = np.sort(np.minimum(i, j) * n + np.maximum(i, j))
+        pair = pair[np.r_[True, pair[1:] != pair[:-1]]] if len(pair) else pair
+        i, j = pair // n, pair % n
+        keep = np.all((lo[i] <= hi[j]) & (lo[j] <= hi[i]), axis=1)
+        yield i[keep], j[keep]
