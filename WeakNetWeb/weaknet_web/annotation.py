@@ -18,6 +18,9 @@ ANNOTATIONS = "annotations"
 DRAG_PX = 4
 """A left-button press and release farther apart than this (render-window pixels) in the 3D view is a drag
 (rotating the view), never a click that places a point."""
+HOVER_SETTLE_S = 0.3
+"""Seconds after the mouse stopped hovering over a view (place mode) until the other views show the point
+preview too (:meth:`AnnotationPanel.render_hovered_only`)."""
 
 
 def flush_soon(state) -> None:
@@ -44,6 +47,7 @@ class AnnotationPanel:
 
         self.app = app
         self.state = app.state
+        self._held_views: list = []  # views whose renders render_hovered_only may hold back
         self.controller = AnnotationController(app.slicer.scene, app.data_root.resolve(ANNOTATIONS))
         self.controller.drop_outside_clicks = True  # a click in a view's black margin is not a point
         self.state.update_count = 0
@@ -163,6 +167,56 @@ class AnnotationPanel:
             interactor.AddObserver("LeftButtonReleaseEvent", released, 90.0)
             interactor.AddObserver("MouseMoveEvent", moved, 90.0)
 
+    def render_hovered_only(self, views) -> None:
+        """In place mode Slicer's point preview follows the mouse, and every view showing the markups renders
+        for each mouse move (≈ 15–40 ms a view on llvmpipe, three of them for nothing the user looks at,
+        and a click right after a move waits for them). While the mouse only hovers (no button down) over
+        a view, the other views' renders are held back; they render once each when a button is released
+        (their renders wait for Slicer to place the point and fit the template), on every change the app shows
+        (:meth:`release_views`: each status, the app's ``changed``), when the mouse moves to another view, and
+        :data:`HOVER_SETTLE_S` after the mouse stopped."""
+        pressed = [False]
+        hovered: list = [None]
+        timer: list = [None]
+
+        def moved(_interactor, _event, view):
+            if pressed[0] or not self.controller.placing:
+                return
+            if hovered[0] is not view:  # a new view: the others render once (the preview left them)
+                self.release_views()
+                hovered[0] = view
+                return
+            for other in views:
+                if other is not view and not other.is_render_blocked:
+                    other.set_render_blocked(True)
+            if timer[0] is not None:
+                timer[0].cancel()
+            try:
+                timer[0] = asyncio.get_running_loop().call_later(HOVER_SETTLE_S, self.release_views)
+            except RuntimeError:  # no event loop (scripts): never hold a render back
+                self.release_views()
+
+        def press(*_):
+            pressed[0] = True
+
+        def release(*_):
+            pressed[0] = False
+            self.release_views()
+
+        self._held_views = list(views)
+        for view in views:
+            interactor = view.interactor()
+            interactor.AddObserver("MouseMoveEvent", lambda i, e, view=view: moved(i, e, view), 100.0)
+            for button in ("Left", "Middle", "Right"):
+                interactor.AddObserver(f"{button}ButtonPressEvent", press, 100.0)
+                interactor.AddObserver(f"{button}ButtonReleaseEvent", release, 100.0)  # before Slicer's widgets
+
+    def release_views(self) -> None:
+        """Let every view held back by :meth:`render_hovered_only` render again (once, at once)."""
+        for view in self._held_views:
+            if view.is_render_blocked:
+                view.set_render_blocked(False)  # schedules its render
+
     def _mark_drag(self, dragged: bool) -> None:
         if self.controller.session is not None:
             self.controller.session.drop_placements = dragged
@@ -215,6 +269,7 @@ class AnnotationPanel:
             if session is not None and s.place_mode != status.placing:
                 s.place_mode = status.placing
             s.update_count = int(s.update_count or 0) + 1
+            self.release_views()
             self.app.changed(render=False)  # the changed nodes' views render themselves
         flush_soon(self.state)
 

@@ -64,6 +64,7 @@ class AnnotatorApp(TrameApp):
         views = self.slicer.view_manager
         self.annotation.ignore_drags(views.get_threed_views(), views.get_views())
         self.annotation.rotate_while_placing(views.get_threed_views())
+        self.annotation.render_hovered_only(views.get_views())
         self.training = TrainingPanel(self)
         self._init_state(volume_rendering)
         self._bind()
@@ -78,6 +79,9 @@ class AnnotatorApp(TrameApp):
         s = self.state
         s.gpu_renderer = opengl_renderer(self.slicer.view_manager.get_threed_views()[0].render_window())
         software = any(name in s.gpu_renderer.lower() for name in SOFTWARE_RENDERERS)
+        if software:  # 8× multisampling doubles a render's cost on llvmpipe (slice views never use it)
+            for view in self.slicer.view_manager.get_threed_views():
+                view.render_window().SetMultiSamples(0)
         if volume_rendering is None:  # auto: on with a GPU, off with a software renderer (~2 s a frame)
             volume_rendering = not software
         s.trame__title = "WeakNet annotator"
@@ -458,9 +462,12 @@ class AnnotatorApp(TrameApp):
         """Note that what the views show changed: bump the revision and re-render every view; returns the
         revision (a frame tagged with it in ``state.frames`` shows the change). ``render=False`` after a change
         of MRML nodes: Slicer's displayable managers already asked exactly the views showing them to render
-        (one render per changed view); the others count as up to date."""
+        (one render per changed view); the others count as up to date. Views held back while the mouse
+        hovered (:meth:`AnnotationPanel.render_hovered_only`) render too (the panel releases them before it
+        reports a change with ``render=False``)."""
         if not render:
             return self.frames.bump(settle=True)
+        self.annotation.release_views()
         revision = self.frames.bump()
         for view in self.slicer.view_manager.get_views():
             view.schedule_render()
