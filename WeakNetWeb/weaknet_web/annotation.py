@@ -8,6 +8,7 @@ it and mirrors each :class:`~WeakNetSlicerLib.annotation.AnnotationStatus` it se
 from __future__ import annotations
 
 import asyncio
+import time
 
 from weaknet.coords import lps_to_ras
 from weaknet.errors import InputError
@@ -19,8 +20,10 @@ DRAG_PX = 4
 """A left-button press and release farther apart than this (render-window pixels) in the 3D view is a drag
 (rotating the view), never a click that places a point."""
 HOVER_SETTLE_S = 0.3
-"""Seconds after the mouse stopped hovering over a view (place mode) until the other views show the point
-preview too (:meth:`AnnotationPanel.render_hovered_only`)."""
+"""Seconds after the mouse stopped moving over a view until the other views show the point preview or the
+dragged point too (:meth:`AnnotationPanel.render_pointer_view`)."""
+HOLD_PERIOD_S = 0.25
+"""Longest the other views are held back while the mouse keeps moving over one (≈ 4 frames/s each)."""
 
 
 def flush_soon(state) -> None:
@@ -47,7 +50,7 @@ class AnnotationPanel:
 
         self.app = app
         self.state = app.state
-        self._held_views: list = []  # views whose renders render_hovered_only may hold back
+        self._held_views: list = []  # views whose renders render_pointer_view may hold back
         self.controller = AnnotationController(app.slicer.scene, app.data_root.resolve(ANNOTATIONS))
         self.controller.drop_outside_clicks = True  # a click in a view's black margin is not a point
         self.state.update_count = 0
@@ -167,28 +170,37 @@ class AnnotationPanel:
             interactor.AddObserver("LeftButtonReleaseEvent", released, 90.0)
             interactor.AddObserver("MouseMoveEvent", moved, 90.0)
 
-    def render_hovered_only(self, views) -> None:
-        """In place mode Slicer's point preview follows the mouse, and every view showing the markups renders
-        for each mouse move (≈ 15–40 ms a view on llvmpipe, three of them for nothing the user looks at,
-        and a click right after a move waits for them). While the mouse only hovers (no button down) over
-        a view, the other views' renders are held back; they render once each when a button is released
-        (their renders wait for Slicer to place the point and fit the template), on every change the app shows
-        (:meth:`release_views`: each status, the app's ``changed``), when the mouse moves to another view, and
-        :data:`HOVER_SETTLE_S` after the mouse stopped."""
+    def render_pointer_view(self, views) -> None:
+        """Render the view under the mouse first while it moves there: hovering in place mode (Slicer's point
+        preview follows the mouse, and every view showing the markups renders for each move: ≈ 15–40 ms a
+        view on llvmpipe, three of them for nothing the user looks at, and a click right after a move waits
+        for them) or dragging a point (each step re-fits the template; the other views rendering at 10
+        frames/s each left the dragged one few re-fits a second). The other views' renders are held back
+        meanwhile; they render once each every :data:`HOLD_PERIOD_S` while the mouse keeps moving, when it
+        moves to another view, :data:`HOVER_SETTLE_S` after it stopped, when a button is released (their
+        renders then wait for Slicer to place the point and fit the template), and on every other change
+        (:meth:`release_views`: each status outside a drag, the app's ``changed``)."""
         pressed = [False]
         hovered: list = [None]
+        since: list = [None]  # when the other views were last held back
         timer: list = [None]
 
         def moved(_interactor, _event, view):
-            if pressed[0] or not self.controller.placing:
-                return
+            if (not self.controller.placing or pressed[0]) and not self._dragging():
+                return  # view mode or another drag (window/level, 3-D rotation): every view as it asks
             if hovered[0] is not view:  # a new view: the others render once (the preview left them)
                 self.release_views()
-                hovered[0] = view
+                hovered[0], since[0] = view, None
                 return
-            for other in views:
-                if other is not view and not other.is_render_blocked:
-                    other.set_render_blocked(True)
+            now = time.monotonic()
+            if since[0] is not None and now - since[0] >= HOLD_PERIOD_S:
+                self.release_views()  # they render once, held again from the next move
+                since[0] = None
+            elif since[0] is None:
+                since[0] = now
+                for other in views:
+                    if other is not view and not other.is_render_blocked:
+                        other.set_render_blocked(True)
             if timer[0] is not None:
                 timer[0].cancel()
             try:
@@ -201,6 +213,7 @@ class AnnotationPanel:
 
         def release(*_):
             pressed[0] = False
+            since[0] = None
             self.release_views()
 
         self._held_views = list(views)
@@ -212,10 +225,15 @@ class AnnotationPanel:
                 interactor.AddObserver(f"{button}ButtonReleaseEvent", release, 100.0)  # before Slicer's widgets
 
     def release_views(self) -> None:
-        """Let every view held back by :meth:`render_hovered_only` render again (once, at once)."""
+        """Let every view held back by :meth:`render_pointer_view` render again (once, at once)."""
         for view in self._held_views:
             if view.is_render_blocked:
                 view.set_render_blocked(False)  # schedules its render
+
+    def _dragging(self) -> bool:
+        """Whether a point of the volume's objects is being dragged (Slicer's point interaction)."""
+        session = self.controller.session
+        return session is not None and any(o.dragging for o in session.objects)
 
     def _mark_drag(self, dragged: bool) -> None:
         if self.controller.session is not None:
@@ -269,7 +287,8 @@ class AnnotationPanel:
             if session is not None and s.place_mode != status.placing:
                 s.place_mode = status.placing
             s.update_count = int(s.update_count or 0) + 1
-            self.release_views()
+            if not self._dragging():  # while dragging, the other views follow every HOLD_PERIOD_S
+                self.release_views()
             self.app.changed(render=False)  # the changed nodes' views render themselves
         flush_soon(self.state)
 

@@ -64,7 +64,7 @@ class AnnotatorApp(TrameApp):
         views = self.slicer.view_manager
         self.annotation.ignore_drags(views.get_threed_views(), views.get_views())
         self.annotation.rotate_while_placing(views.get_threed_views())
-        self.annotation.render_hovered_only(views.get_views())
+        self.annotation.render_pointer_view(views.get_views())
         self.training = TrainingPanel(self)
         self._init_state(volume_rendering)
         self._bind()
@@ -463,7 +463,7 @@ class AnnotatorApp(TrameApp):
         revision (a frame tagged with it in ``state.frames`` shows the change). ``render=False`` after a change
         of MRML nodes: Slicer's displayable managers already asked exactly the views showing them to render
         (one render per changed view); the others count as up to date. Views held back while the mouse
-        hovered (:meth:`AnnotationPanel.render_hovered_only`) render too (the panel releases them before it
+        hovered (:meth:`AnnotationPanel.render_pointer_view`) render too (the panel releases them before it
         reports a change with ``render=False``)."""
         if not render:
             return self.frames.bump(settle=True)
