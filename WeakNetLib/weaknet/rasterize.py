@@ -84,24 +84,27 @@ def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
     jhi = np.minimum(np.floor(np.maximum(np.maximum(tj[:, 0], tj[:, 1]), tj[:, 2])).astype(np.int64), hi[1])
     klo = np.maximum(np.ceil(np.minimum(np.minimum(tk[:, 0], tk[:, 1]), tk[:, 2])).astype(np.int64), lo[2])
     khi = np.minimum(np.floor(np.maximum(np.maximum(tk[:, 0], tk[:, 1]), tk[:, 2])).astype(np.int64), hi[2])
+    # per triangle, 2-D barycentric coordinates as linear functions of the ray offset from its first corner:
+    # u = qj·d2k/det − qk·d2j/det, w = qk·d1j/det − qj·d1k/det (edge-on triangles, det = 0, are never hit)
+    d1j, d1k = tj[:, 1] - tj[:, 0], tk[:, 1] - tk[:, 0]
+    d2j, d2k = tj[:, 2] - tj[:, 0], tk[:, 2] - tk[:, 0]
+    det = d1j * d2k - d1k * d2j
+    flat_t = det == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coef = np.stack([tj[:, 0], tk[:, 0], d2k / det, d2j / det, d1j / det, d1k / det], axis=1)
     nj_t = np.maximum(jhi - jlo + 1, 0)
-    count = nj_t * np.maximum(khi - klo + 1, 0)
+    count = np.where(flat_t, 0, nj_t * np.maximum(khi - klo + 1, 0))
     t = np.repeat(np.arange(len(faces)), count)
     if not len(t):
         return empty, None
     local = np.arange(len(t)) - np.repeat(np.cumsum(count) - count, count)
     rj = jlo[t] + local % nj_t[t]
     rk = klo[t] + local // nj_t[t]
-    # 2-D barycentric coordinates of the ray (rj, rk) in the projected triangle
-    j0, k0 = tj[t, 0], tk[t, 0]
-    d1j, d1k = tj[t, 1] - j0, tk[t, 1] - k0
-    d2j, d2k = tj[t, 2] - j0, tk[t, 2] - k0
-    qj, qk = rj - j0, rk - k0
-    det = d1j * d2k - d1k * d2j
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # det = 0: edge-on, never a hit
-        u = (qj * d2k - qk * d2j) / det
-        w = (d1j * qk - d1k * qj) / det
-        hit = (u >= 0) & (w >= 0) & (u + w <= 1) & (det != 0)
+    c = coef[t]  # (T, 6)
+    qj, qk = rj - c[:, 0], rk - c[:, 1]
+    u = qj * c[:, 2] - qk * c[:, 3]
+    w = qk * c[:, 4] - qj * c[:, 5]
+    hit = (u >= 0) & (w >= 0) & (u + w <= 1)
     t, u, w, rj, rk = t[hit], u[hit], w[hit], rj[hit], rk[hit]
     i0 = ti_c[t, 0]
     crossing = i0 + u * (ti_c[t, 1] - i0) + w * (ti_c[t, 2] - i0)
