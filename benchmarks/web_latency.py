@@ -191,8 +191,8 @@ def main(argv=None) -> int:
     print("| 20 mouse moves over the axial view, no click | " + " | ".join(str(hovering[v]) for v in views) + " |")
     print()
     print(f"drag of one point across the axial view ({drag['moves']} mouse moves, 16 ms apart, in "
-          f"{drag['seconds']:.2f} s: {drag['moves_per_s']:.0f} moves/s sent): {drag['fits']} re-fits, {drag['fits_per_s']:.0f} re-fits/s, "
-          f"axial view {drag['frames_per_s']:.0f} frames/s")
+          f"{drag['seconds']:.2f} s: {drag['moves_per_s']:.0f} moves/s sent): {drag['fits']} re-fits, "
+          f"{drag['fits_per_s']:.0f} re-fits/s, axial view {drag['frames_per_s']:.0f} frames/s")
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end of the run")
     return 0
 
