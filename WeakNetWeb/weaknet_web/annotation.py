@@ -177,8 +177,8 @@ class AnnotationPanel:
         for them) or dragging a point (each step re-fits the template; the other views rendering at 10
         frames/s each left the dragged one few re-fits a second). The other views' renders are held back
         meanwhile; they render once each every :data:`HOLD_PERIOD_S` while the mouse keeps moving, when it
-        moves to another view, :data:`HOVER_SETTLE_S` after it stopped, when a button is released (their
-        renders then wait for Slicer to place the point and fit the template), and on every other change
+        moves to another view, :data:`HOVER_SETTLE_S` after it stopped, when a button is released (after the
+        view under the mouse: Slicer places the point and the template is fitted first), and on every other change
         (:meth:`release_views`: each status outside a drag, the app's ``changed``)."""
         pressed = [False]
         hovered: list = [None]
@@ -214,7 +214,10 @@ class AnnotationPanel:
         def release(*_):
             pressed[0] = False
             since[0] = None
-            self.release_views()
+            try:  # after Slicer handled the release: the view clicked in (asked to render by the fit) renders first
+                asyncio.get_running_loop().call_soon(self.release_views)
+            except RuntimeError:
+                self.release_views()
 
         self._held_views = list(views)
         for view in views:

@@ -20,7 +20,7 @@ from trame_slicer.views import Layout, LayoutDirection, SliceView, ViewLayoutDef
 
 
 HOLD_S = 0.1
-"""Longest a view's render waits for the frames of others to be pushed (and a 3-D view for the slice views)."""
+"""Longest a 3-D view's render waits for the slice views' renders."""
 
 
 class FrameCounter:
@@ -40,37 +40,22 @@ class FrameCounter:
         self._state.revision = 0
         self._schedulers: dict[str, RcaRenderSchedulerProtocol] = {}
         self.renders: dict[str, int] = {}
-        self.encoding = 0  # frames rendered and not yet pushed (every view)
         self._slice_views: set[str] = set()
 
     def watch(self, view_id: str, scheduler: RcaRenderSchedulerProtocol, slice_view: bool = True) -> None:
-        """Follow a view: its render scheduler tells whether a render is pending, and its renders are put in
-        order (:class:`OrderedRequest`): frames already rendered are pushed before another view renders, and
-        a 3-D view renders after the slice views (where the user clicks), each wait at most :data:`HOLD_S`."""
+        """Follow a view: its render scheduler tells whether a render is pending; a 3-D view's renders wait
+        for the slice views' (:class:`SliceViewsFirst`)."""
         self._schedulers[view_id] = scheduler
         self.renders.setdefault(view_id, 0)
         if slice_view:
             self._slice_views.add(view_id)
-        request = getattr(scheduler, "_request_event", None)
-        queue = getattr(scheduler, "_push_queue", None)
-        if request is None or queue is None:  # another trame-rca: leave its scheduling alone
             return
-        scheduler._request_event = OrderedRequest(self, slice_view)
+        request = getattr(scheduler, "_request_event", None)
+        if request is None:  # another trame-rca: leave its scheduling alone
+            return
+        scheduler._request_event = SliceViewsFirst(self)
         if request.is_set():
             scheduler._request_event.set()
-        put = queue.put_nowait
-
-        def put_counted(future) -> None:
-            self.encoding += 1
-            loop = asyncio.get_running_loop()
-            # counted down two turns of the loop later: after the push task (woken by the same future) ran
-            future.add_done_callback(lambda _: loop.call_soon(loop.call_soon, self._encoded))
-            put(future)
-
-        queue.put_nowait = put_counted
-
-    def _encoded(self) -> None:
-        self.encoding -= 1
 
     def slice_render_pending(self) -> bool:
         return any(_render_pending(self._schedulers[v]) for v in self._slice_views)
@@ -96,22 +81,20 @@ class FrameCounter:
             self._state.frames = frames
 
 
-class OrderedRequest(asyncio.Event):
-    """A view's render request, waited on by trame-rca's render loop: once set, it also waits (at most
-    :data:`HOLD_S`) until every frame already rendered was pushed to the browser, and for a 3-D view until no
-    slice view wants a render. Without it the views render back to back (15–40 ms each on llvmpipe, the
-    event loop blocked) and every frame is pushed after the last one: the clicked view's after all four."""
+class SliceViewsFirst(asyncio.Event):
+    """A 3-D view's render request, waited on by trame-rca's render loop: once set, it also waits (at most
+    :data:`HOLD_S`) until no slice view wants a render. The views render one after the other with the event
+    loop blocked (15–40 ms each on llvmpipe) and their frames are pushed after the last one: the slice
+    views, where the user clicks, go first."""
 
-    def __init__(self, counter: "FrameCounter", slice_view: bool):
+    def __init__(self, counter: "FrameCounter"):
         super().__init__()
         self._counter = counter
-        self._slice_view = slice_view
 
     async def wait(self) -> bool:
         await super().wait()
         deadline = time.monotonic() + HOLD_S
-        while time.monotonic() < deadline and (
-                self._counter.encoding > 0 or (not self._slice_view and self._counter.slice_render_pending())):
+        while time.monotonic() < deadline and self._counter.slice_render_pending():
             await asyncio.sleep(0.002)
         return True
 
