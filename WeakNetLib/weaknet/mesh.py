@@ -255,7 +255,7 @@ def self_intersections(vertices: np.ndarray, faces: np.ndarray, tol: float = 1e-
                 break
     if not found:
         return np.zeros((0, 2), np.int64)
-    pair = np.unique(np.concatenate(found))  # a pair sharing several cells can come in several chunks
+    pair = np.sort(np.concatenate(found))
     return np.stack([pair // len(faces), pair % len(faces)], axis=1)
 
 
@@ -272,8 +272,8 @@ def _edge_axes(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
 
 
 def _box_pairs(lo: np.ndarray, hi: np.ndarray):
-    """Index pairs (i (K,), j (K,), i < j) of the axis-aligned boxes (F, 3) lo–hi that overlap, in chunks of
-    about :data:`PAIR_CHUNK` pairs sharing a grid cell (a pair is given once per chunk, maybe in several)."""
+    """Index pairs (i (K,), j (K,), i < j) of the axis-aligned boxes (F, 3) lo–hi that overlap, each once, in
+    chunks of about :data:`PAIR_CHUNK` pairs sharing a grid cell."""
     n = len(lo)
     extent = hi - lo
     cell = max(float(np.median(extent.max(axis=1))), 1e-12)
@@ -314,8 +314,10 @@ def _box_pairs(lo: np.ndarray, hi: np.ndarray):
         second = first + 1 + (np.arange(len(first)) - np.repeat(np.cumsum(part) - part, part))
         begin = end
         i, j = face[first], face[second]
-        pair = np.sort(np.minimum(i, j) * n + np.maximum(i, j))
-        pair = pair[np.r_[True, pair[1:] != pair[:-1]]] if len(pair) else pair
-        i, j = pair // n, pair % n
-        keep = np.all((lo[i] <= hi[j]) & (lo[j] <= hi[i]), axis=1)
-        yield i[keep], j[keep]
+        # boxes that overlap share the cell of their overlap's lowest corner: the pair counts there only
+        corner = np.maximum(lo[i], lo[j])
+        keep = np.all(corner <= np.minimum(hi[i], hi[j]), axis=1)
+        c = np.floor((corner - origin) / cell).astype(np.int64)
+        keep &= (c[:, 2] * dims[1] + c[:, 1]) * dims[0] + c[:, 0] == key[first]
+        i, j = i[keep], j[keep]
+        yield np.minimum(i, j), np.maximum(i, j)
