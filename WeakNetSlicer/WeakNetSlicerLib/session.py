@@ -12,8 +12,8 @@ Bad input never raises out of a scene observer and never drops a point: fewer th
 outside the volume, coplanar points... set :attr:`AnnotationSession.status` (and notify listeners) and
 keep every point where the user put it — except, with :attr:`AnnotationSession.drop_outside_clicks` (the
 browser annotator), a click placed outside the image, which is taken back at once with a warning. With an
-autosave folder the clicks (``.mrk.json``, small) are written at once on every change (under a fresh name,
-renamed over the file by :class:`~WeakNetSlicerLib.autosave.FileCommitter` within milliseconds), and the templates
+autosave folder the clicks (``.mrk.json``, small) are written at once on every change
+(:func:`~WeakNetSlicerLib.autosave.write_replacing`: a fresh file renamed to the name), and the templates
 (``templates.seg.nrrd``) off the interactive path by :class:`~WeakNetSlicerLib.autosave.TemplateWriter`: at most
 once a second, at the end of a drag and on :meth:`AnnotationSession.flush`/``close``. :meth:`AnnotationSession.reopen`
 restores both, and re-fits an object whose saved template is older than its points (each segment carries a
@@ -46,7 +46,7 @@ from weaknet.filenames import unique_stem
 from weaknet.points import validate_points
 
 from . import nodes
-from .autosave import POINTS_TAG, FileCommitter, SegmentBlock, TemplateWriter, points_fingerprint, write_seg_nrrd
+from .autosave import POINTS_TAG, SegmentBlock, TemplateWriter, points_fingerprint, write_replacing, write_seg_nrrd
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,6 @@ class AnnotationSession:
         self._listeners: list[Callable[["AnnotationSession"], None]] = []
         self.autosave_error: str | None = None
         self._writer = TemplateWriter(on_error=_weak(self._on_write_error))
-        self._files = FileCommitter(on_error=_weak(self._on_write_error))
         self._session_text: str | None = None  # session.json as last written to the autosave folder
         self.history = EditHistory()
         self._batch = 0
@@ -458,7 +457,6 @@ class AnnotationSession:
         target = Path(folder) if folder else self.autosave_dir
         if target is None:
             raise InputError("no folder to save the session to; choose an autosave folder")
-        self._files.flush()  # no queued autosave rename may replace what is written here
         for obj in self.objects:
             nodes.write_node(obj.markups_node, target / obj.points_file)
         try:
@@ -470,9 +468,8 @@ class AnnotationSession:
 
     def flush(self) -> None:
         """Write the templates file now if a write is due (the autosave writes it at most once a second) and
-        wait until it and the points files are on disk under their names."""
+        wait until it is on disk."""
         if self.autosave_dir:
-            self._files.flush()
             self._writer.flush()
 
     @classmethod
@@ -580,8 +577,7 @@ class AnnotationSession:
         """Stop observing the scene and the markups nodes (nodes and files stay)."""
         if self.closed:
             return
-        self._files.close()  # the last points and templates reach the disk
-        self._writer.close()
+        self._writer.close()  # the last templates reach the disk
         for obj in self.objects:
             self._detach(obj)
         for tag in self._scene_tags:
@@ -740,17 +736,15 @@ class AnnotationSession:
                                   "scene: choose another autosave folder or save the scene"
 
     def _write_points(self, obj: TargetObject) -> None:
-        """Write ``obj``'s clicks to the autosave folder: complete under a fresh name now, renamed over its
-        ``.mrk.json`` by :class:`~WeakNetSlicerLib.autosave.FileCommitter` (the node keeps referring to it)."""
+        """Write ``obj``'s clicks to its ``.mrk.json`` in the autosave folder (through
+        :func:`~WeakNetSlicerLib.autosave.write_replacing`; the node's storage keeps referring to the file)."""
         path = self.autosave_dir / obj.points_file
-        temporary = self._files.temporary(path)
-        nodes.write_node(obj.markups_node, temporary)
+        write_replacing(path, lambda temporary: nodes.write_node(obj.markups_node, temporary))
         obj.markups_node.GetStorageNode().SetFileName(str(path))
-        self._files.commit(temporary, path)
 
     def _write_session_file(self, folder: Path | None = None) -> None:
-        """Write session.json to ``folder`` (now), or to the autosave folder (when its content changed: under
-        a fresh name, renamed into place by the file committer)."""
+        """Write session.json to ``folder``, or to the autosave folder when its content changed (through
+        :func:`~WeakNetSlicerLib.autosave.write_replacing`)."""
         autosave = folder is None
         folder = folder or self.autosave_dir
         folder.mkdir(parents=True, exist_ok=True)
@@ -766,9 +760,7 @@ class AnnotationSession:
             tmp.write_text(text, encoding="utf-8")
             tmp.replace(folder / SESSION_FILE)
         elif text != self._session_text:
-            temporary = self._files.temporary(folder / SESSION_FILE)
-            temporary.write_text(text, encoding="utf-8")
-            self._files.commit(temporary, folder / SESSION_FILE)
+            write_replacing(folder / SESSION_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
             self._session_text = text
 
     def _volume_file(self, folder: Path) -> str:
