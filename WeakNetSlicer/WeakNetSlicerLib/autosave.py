@@ -12,10 +12,6 @@ NRRD, one layer per segment over the union of the boxes (``Segmentation_Referenc
 segments' names, colours, extents and tags in ``SegmentN_*`` fields. Each segment carries the tag
 :data:`POINTS_TAG`, a fingerprint of the points its template was fitted through, so a reopened session knows
 which templates are older than their points.
-
-The small files (each object's clicks ``.mrk.json``, ``session.json``) are written on the main thread at
-once, through :func:`write_replacing`: replacing an existing file costs 2.5–4 ms on ext4 (it flushes the new
-data first, ``auto_da_alloc``), a new file renamed to a free name 0.05–0.4 ms.
 """
 
 from __future__ import annotations
@@ -225,26 +221,3 @@ class TemplateWriter:
             if self._on_error is not None:
                 self._on_error(error)
 
-
-
-TEMPORARY_PREFIX = ".weaknet~"
-"""Prefix of the fresh file a small autosave file is written to before it takes the file's name."""
-
-
-def write_replacing(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """Replace the file ``path`` with what ``write(temporary)`` writes: the content goes to a fresh file next to
-    it (named :data:`TEMPORARY_PREFIX` + the name, so writers that go by the suffix pick the same format), then
-    the old file is unlinked and the new one renamed to its name. Returns ``path``.
-
-    Renaming over an existing file (or truncating it) costs 2.5–4 ms on ext4, which flushes the new data
-    first (``auto_da_alloc``); a fresh file and a rename to a free name cost 0.05–0.4 ms. The content is
-    complete on disk (in the page cache) when this returns, so a crash of the app loses nothing; after a power
-    loss within the kernel's writeback delay the file may be empty, as any file written since may be.
-    """
-    path = Path(path)
-    temporary = path.with_name(TEMPORARY_PREFIX + path.name)
-    temporary.unlink(missing_ok=True)  # a leftover would be truncated: the slow path
-    write(temporary)
-    path.unlink(missing_ok=True)
-    temporary.rename(path)
-    return path

@@ -12,8 +12,7 @@ Bad input never raises out of a scene observer and never drops a point: fewer th
 outside the volume, coplanar points... set :attr:`AnnotationSession.status` (and notify listeners) and
 keep every point where the user put it — except, with :attr:`AnnotationSession.drop_outside_clicks` (the
 browser annotator), a click placed outside the image, which is taken back at once with a warning. With an
-autosave folder the clicks (``.mrk.json``, small) are written at once on every change
-(:func:`~WeakNetSlicerLib.autosave.write_replacing`: a fresh file renamed to the name), and the templates
+autosave folder the clicks (``.mrk.json``, small) are written at once on every change, and the templates
 (``templates.seg.nrrd``) off the interactive path by :class:`~WeakNetSlicerLib.autosave.TemplateWriter`: at most
 once a second, at the end of a drag and on :meth:`AnnotationSession.flush`/``close``. :meth:`AnnotationSession.reopen`
 restores both, and re-fits an object whose saved template is older than its points (each segment carries a
@@ -46,7 +45,7 @@ from weaknet.filenames import unique_stem
 from weaknet.points import validate_points
 
 from . import nodes
-from .autosave import POINTS_TAG, SegmentBlock, TemplateWriter, points_fingerprint, write_replacing, write_seg_nrrd
+from .autosave import POINTS_TAG, SegmentBlock, TemplateWriter, points_fingerprint, write_seg_nrrd
 
 log = logging.getLogger(__name__)
 
@@ -736,15 +735,11 @@ class AnnotationSession:
                                   "scene: choose another autosave folder or save the scene"
 
     def _write_points(self, obj: TargetObject) -> None:
-        """Write ``obj``'s clicks to its ``.mrk.json`` in the autosave folder (through
-        :func:`~WeakNetSlicerLib.autosave.write_replacing`; the node's storage keeps referring to the file)."""
-        path = self.autosave_dir / obj.points_file
-        write_replacing(path, lambda temporary: nodes.write_node(obj.markups_node, temporary))
-        obj.markups_node.GetStorageNode().SetFileName(str(path))
+        """Write ``obj``'s clicks to its ``.mrk.json`` in the autosave folder."""
+        nodes.write_node(obj.markups_node, self.autosave_dir / obj.points_file)
 
     def _write_session_file(self, folder: Path | None = None) -> None:
-        """Write session.json to ``folder``, or to the autosave folder when its content changed (through
-        :func:`~WeakNetSlicerLib.autosave.write_replacing`)."""
+        """Write session.json to ``folder``, or to the autosave folder when its content changed."""
         autosave = folder is None
         folder = folder or self.autosave_dir
         folder.mkdir(parents=True, exist_ok=True)
@@ -755,12 +750,12 @@ class AnnotationSession:
                             for o in self.objects],
                 "templates": TEMPLATES_FILE, "effort": self.effort}
         text = json.dumps(meta, indent=2)
-        if not autosave:
-            tmp = folder / (SESSION_FILE + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(folder / SESSION_FILE)
-        elif text != self._session_text:
-            write_replacing(folder / SESSION_FILE, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+        if autosave and text == self._session_text:
+            return
+        tmp = folder / (SESSION_FILE + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(folder / SESSION_FILE)
+        if autosave:
             self._session_text = text
 
     def _volume_file(self, folder: Path) -> str:
