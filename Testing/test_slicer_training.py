@@ -138,3 +138,9 @@ def test_background_training_progress_and_cancel(annotated, tmp_path):
     assert 0 < progress.fraction < 1 and controller.job.output_dir == tmp_path / "model-2"
     with pytest.raises(InputError, match="no training is running"):
         controller.cancel()
+    # stop (the application exits) ends a running training too, and is harmless when nothing runs
+    controller.start(folder, tmp_path / "model", {**TINY, "epochs": 50, "steps_per_epoch": 50})
+    _until_finished(controller, deadline, lambda p: p.losses)
+    controller.stop()
+    assert _until_finished(controller, deadline).state == "cancelled"
+    controller.stop()

@@ -151,6 +151,13 @@ def test_edit_save_restart_restore(tmp_path, data_root, phantom, browser):
     saved_label = read_volume(files["label_file"]).array
     assert saved_label.sum() > 0
 
+    # stopping the server (SIGTERM) wrote the last templates: none is older than its points
+    from WeakNetSlicerLib.autosave import points_fingerprint, read_tags
+
+    autosave = data_root / "annotations" / "phantom"
+    fitted = read_tags(autosave / "templates.seg.nrrd")["weaknet_Object_1"]["WeakNet.PointsFingerprint"]
+    assert fitted == points_fingerprint(read_points(autosave / "Object_1.mrk.json"))
+
     # a new server on the same data root finds points and template back (autosave)
     with testing.running_server(data_root, volume="phantom.nrrd", log_path=log) as server:
         page = server.open_page(browser)

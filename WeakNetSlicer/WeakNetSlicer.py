@@ -190,10 +190,13 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        """Slicer closes: stop polling and end any training or inference process (no orphan keeps running)."""
+        """Slicer closes: stop polling, put the last templates on disk (the autosave writes them up to a second
+        after a click) and end any training or inference process (no orphan keeps running)."""
         self.removeObservers()
         if self.processTimer:
             self.processTimer.stop()
+        if WeakNetSlicerLogic.controller is not None:
+            WeakNetSlicerLogic.controller.flush()
         if self.logic:
             self.logic.cancelTraining()
             self.logic.cancelApply()

@@ -370,8 +370,14 @@ class AnnotationController:
         """Call ``callback(status)`` after every change of the current session or of the place mode."""
         self._listeners.append(callback)
 
+    def flush(self) -> None:
+        """Put every session's templates on disk now (the autosave writes them up to a second after a click):
+        call before the process ends."""
+        for session in self.sessions.values():
+            session.flush()
+
     def shutdown(self) -> None:
-        """Close every session and stop observing the scene."""
+        """Close every session (their templates reach the disk) and stop observing the scene."""
         for session in list(self.sessions.values()):
             session.remove_listener(self._on_session)
             session.close()

@@ -266,6 +266,14 @@ class TrainingController:
         self.job.cancel()
         self.progress.message = "cancelling..."
 
+    def stop(self) -> None:
+        """End a running training and a running apply (the process ends: before the application exits, so
+        that no child outlives it; a cancelled training keeps its last checkpoint for ``--resume``)."""
+        if self.running:
+            self.job.cancel()
+        if self.applying:
+            self.apply_run.cancel()
+
     def _apply(self, e: dict) -> None:
         p, kind = self.progress, e.get("event")
         p.state = state_after(p.state, e)

@@ -74,6 +74,12 @@ class AnnotatorApp(TrameApp):
             start = (lambda: self.open_volume(volume)) if volume else self.open_sample
             self.server.controller.on_server_ready.add(lambda **_: guard(start)())
 
+    def shutdown(self) -> None:
+        """The server stops: every template reaches the autosave folder and no training or inference
+        process outlives the server."""
+        self.annotation.controller.flush()
+        self.training.controller.stop()
+
     # ----------------------------------------------------------------------------------------- state
     def _init_state(self, volume_rendering: bool | None) -> None:
         s = self.state
