@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 from pathlib import Path
 
@@ -55,18 +54,12 @@ def serve(*, data_root: str | Path, volume: str | None = None, host: str = "127.
                        volume_rendering=volume_rendering, sample=sample)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
     print(f"weaknet app: serving {app.data_root.path} at {url}", flush=True)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop (kill, a service manager) ends like Ctrl-C
-    try:
+    try:  # Ctrl-C or SIGTERM (aiohttp's handlers end the loop): the shutdown runs either way
         # timeout=0: keep serving when the last tab closes (trame's default stops the server 5 minutes later)
         app.server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         app.shutdown()
     return 0
 
-
-def _interrupt(signum, frame) -> None:
-    """SIGTERM → KeyboardInterrupt, so that the server's loop ends and the shutdown runs."""
-    raise KeyboardInterrupt
