@@ -18,6 +18,7 @@ SUPERVISIONS = ("weak", "slices", "full")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 NORMS = ("instance", "batch")
 RECON_NETS = ("unet", "local")
+RECON_LOSSES = ("squared", "cauchy")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class TrainConfig:
     weight_near: float = _f(1.0, "W within d of the template boundary", 0.0, 1e3)
     weight_far: float = _f(0.1, "W elsewhere", 0.0, 1e3)
     budget_minutes: float | None = _f(None, "training budget in minutes of the planned device (sets epochs × "
-                                            "steps; planned: 5 on CPU, 30 on a GPU)", 0.05, 1e4, planned=True)
+                                            "steps; planned: 10 on CPU, 30 on a GPU)", 0.05, 1e4, planned=True)
     epochs: int | None = _f(None, "epochs (validation and checkpoint after each)", 1, 100_000, planned=True)
     steps_per_epoch: int | None = _f(None, "optimiser steps per epoch", 1, 1_000_000, planned=True)
     batch_size: int | None = _f(None, "patches per step", 1, 1024, planned=True)
@@ -96,6 +97,12 @@ class TrainConfig:
     tta: bool = _f(True, "test-time augmentation at prediction: average over the 8 mirrorings of the volume "
                          "(nnU-Net's; 8× the inference time, about +0.03 test IoU on the families)")
     straight_through: bool = _f(True, "feed the reconstruction net the thresholded Ŷ ≥ γ")
+    lambda_warmup: float = _f(0.0, "share of the training steps in which the reconstruction term trains only its "
+                                   "own net; its gradient into the core net then ramps linearly to full over the "
+                                   "same share again", 0.0, 0.5)
+    recon_loss: str = _f("squared", "residual of the reconstruction term: squared, or cauchy (c²·log(1 + r²/c²), "
+                                    "c = one standard deviation of the image in the band: residuals a mask cannot "
+                                    "explain pull less)", choices=RECON_LOSSES)
     recon_net: str = _f("unet", "reconstruction net: unet (the core net's shape, the paper's) or local (three "
                                 "3×3×3 convolutions: renders an edge profile, no texture)", choices=RECON_NETS)
     device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")

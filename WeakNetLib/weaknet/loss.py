@@ -16,6 +16,11 @@ Reductions (exactly), per patch b of a batch of B:
   i.e. the share of the image's variance in the band that X̂ fails to explain (1 − weighted R²): 0 for a
   perfect reconstruction, 1 for predicting the band's mean. It does not depend on the patch size, the
   intensity scale or the modality, so λ transfers between datasets.
+* ``robust="cauchy"`` replaces the normalised squared residual u² = (X − X̂)² / var_W(X) by log(1 + u²) (the
+  Cauchy/Lorentzian loss at scale one band standard deviation): the same for small residuals, growing only
+  logarithmically for residuals the mask cannot explain (texture, a bias field, a distractor's own edges)::
+
+      R = (1/B) Σ_b [ Σ_v W_bv log(1 + (X_bv − X̂_bv)² / var_b) ] / Σ_v W_bv
 
 Relation to the paper's λ_p ≈ 1e-4, whose terms are both *sums* over the voxels of raw intensities:
 λ_p·Σ W(X − X̂)² / Σ CE = λ · R / CE  ⇔  λ = λ_p · ΣW·var_W(X) / N_voxels, e.g. for intensities of variance
@@ -38,11 +43,13 @@ def boundary_weight(signed_distance: np.ndarray, distance_mm: float, near: float
 
 
 def weaknet_loss(logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor,
-                 recon: torch.Tensor | None, weight: torch.Tensor | None, lambda_: float, dice: bool = False):
+                 recon: torch.Tensor | None, weight: torch.Tensor | None, lambda_: float, dice: bool = False,
+                 robust: str = "squared"):
     """Return (total, seg, wmse) scalar tensors: seg = CE (+ Dice when ``dice``), total = seg + λ·wmse.
 
     logits (B, 2, D, H, W); target (B, D, H, W) int64 in {0, 1, IGNORE}; image, recon, weight
-    (B, 1, D, H, W). ``wmse`` is R above (zero when ``recon`` is None). A batch without labelled voxels gives
+    (B, 1, D, H, W). ``wmse`` is R above (zero when ``recon`` is None); ``robust``: "squared" or "cauchy".
+    A batch without labelled voxels gives
     seg 0.
     """
     logits = logits.float()
@@ -63,5 +70,10 @@ def weaknet_loss(logits: torch.Tensor, target: torch.Tensor, image: torch.Tensor
         wsum = w.sum(dims).clamp_min(1e-8)
         mean = (w * x).sum(dims, keepdim=True) / wsum.view(-1, *([1] * (x.ndim - 1)))
         var = (w * (x - mean) ** 2).sum(dims).clamp_min(1e-6 * wsum)
-        wmse = ((w * (x - recon.float()) ** 2).sum(dims) / var).mean()
+        sq = (x - recon.float()) ** 2
+        if robust == "cauchy":
+            shape = (-1, *([1] * (x.ndim - 1)))
+            wmse = ((w * torch.log1p(sq * (wsum / var).view(shape))).sum(dims) / wsum).mean()
+        else:
+            wmse = ((w * sq).sum(dims) / var).mean()
     return seg + lambda_ * wmse, seg, wmse
