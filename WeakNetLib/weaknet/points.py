@@ -168,10 +168,17 @@ def validate_points(points: np.ndarray, geometry=None, min_points: int = 4,
     if sv[2] / scale < 1e-6:
         raise InputError("all points lie in one plane; add points on other slices so they enclose a volume")
     if geometry is not None:
-        outside = ~geometry.contains(pts)
-        if outside.any():
-            i = int(np.argmax(outside))
-            ras = lps_to_ras(pts[i])
-            raise InputError(f"point {i + 1} at RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm lies outside "
-                             f"the image; move it inside ({int(outside.sum())} point(s) outside)")
+        check_inside(pts, geometry)
     return pts
+
+
+def check_inside(points: np.ndarray, geometry) -> None:
+    """Raise :class:`InputError` naming the first of the points (N, 3) LPS mm that lies outside ``geometry``'s
+    voxel grid (voxel centres ± ½ voxel)."""
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    outside = ~geometry.contains(pts)
+    if outside.any():
+        i = int(np.argmax(outside))
+        ras = lps_to_ras(pts[i])
+        raise InputError(f"point {i + 1} at RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm lies outside "
+                         f"the image; move it inside ({int(outside.sum())} point(s) outside)")

@@ -45,6 +45,30 @@ class Proposal:
         self.faces = self.base.faces
         self.surface = self.base
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What :meth:`restore` needs, as plain arrays (e.g. for ``np.savez``): ``anchors`` (M, 3) and
+        ``vertices`` (V, 3) LPS mm, ``radius_mm`` and ``reach`` (0-d)."""
+        return {"anchors": self.anchors, "vertices": self.vertices, "radius_mm": np.asarray(self.radius_mm),
+                "reach": np.asarray(self.reach)}
+
+    @classmethod
+    def restore(cls, anchors: np.ndarray, vertices: np.ndarray, radius_mm: float, reach: float = 2.0,
+                **options) -> "Proposal":
+        """The proposal saved by :meth:`arrays` (no prediction needed): the same anchors, proposal mesh and
+        radii, so the same clicks give the same template. ``options`` as for the constructor; InputError when
+        ``vertices`` (V, 3) do not fit the icosphere these options make."""
+        self = cls.__new__(cls)
+        self.anchors = np.asarray(anchors, float).reshape(-1, 3)
+        self.radius_mm, self.reach, self._options = float(radius_mm), float(reach), options
+        self.base = ActiveSurface(**options)
+        vertices = np.asarray(vertices, float)
+        if vertices.shape != self.base.unit.shape:
+            raise InputError(f"a saved proposal has {len(vertices)} vertices, these fit options make "
+                             f"{len(self.base.unit)}: start the object from the model again")
+        self.base.vertices, self.base.points = vertices.copy(), self.anchors
+        self.vertices, self.faces, self.surface = vertices.copy(), self.base.faces, self.base
+        return self
+
     def points_for(self, clicks: np.ndarray) -> np.ndarray:
         """(M, 3) LPS mm the template is fitted through: the clicks (N, 3), then every anchor outside each
         click's radius."""
@@ -59,7 +83,10 @@ class Proposal:
 
     def update(self, clicks: np.ndarray) -> ActiveSurface:
         """Re-fit the template for the current clicks (N, 3) LPS mm: a fit with the proposal as rest shape
-        (two passes, so the template reaches the clicks however far they lie off the proposal)."""
+        (two passes, so the template reaches the clicks however far they lie off the proposal). Without
+        clicks: the proposal itself (:attr:`base`)."""
+        if not len(np.asarray(clicks).reshape(-1, 3)):
+            return self.base
         if self.surface is self.base:
             self.surface = ActiveSurface(rest_shape=lambda _: self.vertices, **self._options)
         return self.surface.fit(self.points_for(clicks))

@@ -353,6 +353,59 @@ class AnnotationController:
         found = suggest_points(obj.surface.vertices, obj.surface.faces, obj.points_lps, probability, count)
         return [lps_to_ras(f.position[None])[0] for f in found]
 
+    # -------------------------------------------------------------------------------------- the model
+    def start_from_prediction(self, predicted, name: str | None = None, segment_id: str | None = None,
+                              note: str = "") -> TargetObject:
+        """Start an object from a model's prediction on the current volume: its template becomes the model's
+        proposal (:class:`weaknet.proposal.Proposal`: an Active Surface through the predicted surface), and
+        the points clicked on it from then on correct it locally (undoable, autosaved with the object).
+
+        ``predicted``: a mask (:class:`weaknet.volume.Volume`, uint8 (D, H, W), 1 = object, any grid) or a
+        segmentation node (the one Apply model made; ``segment_id``: which segment, needed only when it holds
+        several) — its largest component is used. The object is the active one while it has no points and no
+        template yet (a freshly added object), else a new one (``name``, default "Object <n>"). ``note``: shown
+        as a warning with the status. Returns the object; InputError for an empty prediction."""
+        return self._propose(self.require(), predicted, name, segment_id, note)
+
+    def start_from_model(self, model_dir: str | Path | None, gamma: float | None = None, device: str = "auto",
+                         modality: str | None = None, name: str | None = None):
+        """Run a trained model on the current volume out of process (``weaknet predict``, as Apply model does)
+        and start an object from its prediction (:meth:`start_from_prediction`) once it is done. Returns the
+        :class:`~WeakNetSlicerLib.process.ProcessRun` at once: poll it from a GUI timer; once "done", its
+        ``output`` is the object; an empty prediction ends it "failed" with the reason as ``error``.
+        ``gamma`` None: the model's threshold; ``modality``: the volume's, to warn when the model was trained on
+        another. InputError (before anything starts) without a model folder or for a folder without a model."""
+        from .process import predict_node_process
+        from .training import model_warnings
+
+        session = self.require()
+        if not model_dir or not str(model_dir).strip():
+            raise InputError("no model to start from: train one (Train) or choose a trained model's folder first")
+        warnings = model_warnings(model_dir, session.volume_node, modality)  # refuses a folder without a model
+        return predict_node_process(model_dir, session.volume_node,
+                                    lambda mask: self._propose(session, mask, name, None, "; ".join(warnings)),
+                                    gamma, device)
+
+    def _propose(self, session: AnnotationSession, predicted, name: str | None, segment_id: str | None,
+                 note: str) -> TargetObject:
+        from weaknet.proposal import Proposal
+        from weaknet.volume import Volume
+
+        if session.closed:
+            raise InputError("the volume was closed before the model's prediction arrived; open it and try again")
+        if not isinstance(predicted, Volume):
+            predicted = Volume(nodes.segment_mask(predicted, _only_segment(predicted, segment_id),
+                                                  session.volume_node), session.geometry)
+        proposal = Proposal(predicted, **(self.fit_options or {}))
+        obj = session.active
+        if obj is None or obj.point_count or obj.surface is not None or obj.loaded is not None:
+            obj = session.add_object(name or None)
+        session.set_proposal(obj, proposal, note)
+        if session is self.session:
+            self._follow_placing()
+        self._emit()
+        return obj
+
     # ----------------------------------------------------------------------------------------- status
     def status(self) -> AnnotationStatus:
         """The counts and message for the current session (:data:`IDLE` when none)."""
@@ -412,6 +465,19 @@ class AnnotationController:
                 callback(status)
             except Exception:  # noqa: BLE001 - a broken panel must not break annotation
                 log.exception("WeakNet: an annotation listener failed")
+
+
+def _only_segment(segmentation_node, segment_id: str | None) -> str:
+    """``segment_id``, else the one segment of ``segmentation_node``; InputError when it is missing or when
+    there is none or several to choose from."""
+    ids = list(segmentation_node.GetSegmentation().GetSegmentIDs())
+    if segment_id is not None:
+        if segment_id not in ids:
+            raise InputError(f"no segment '{segment_id}' in '{segmentation_node.GetName()}'")
+        return segment_id
+    if len(ids) != 1:
+        raise InputError(f"'{segmentation_node.GetName()}' holds {len(ids)} segments: choose the model's one")
+    return ids[0]
 
 
 def _holds(folder: Path, volume_node, source: Path | None) -> bool:

@@ -352,27 +352,38 @@ def apply_model_process(scene, model_dir: str | Path, volume_node, gamma: float 
                         device: str = "auto", modality: str | None = None, name: str | None = None,
                         segmentation_node=None, segment_name: str | None = None, surface: bool = True,
                         python: str | None = None, entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
-    """Segment a volume node out of process: the node's image is written to a temporary folder, ``weaknet
-    predict`` segments it, and :meth:`ProcessRun.poll` adds the mask as a segment
-    (:func:`~WeakNetSlicerLib.training.add_prediction`: a new segmentation node, or the user's
-    ``segmentation_node`` / ``segment_name``; ``surface`` False: no closed surface, the slice views only).
-    Once done, the run's ``output`` is (segmentation node, warnings), as
+    """Segment a volume node out of process (:func:`predict_node_process`); :meth:`ProcessRun.poll` adds the
+    mask as a segment (:func:`~WeakNetSlicerLib.training.add_prediction`: a new segmentation node, or the
+    user's ``segmentation_node`` / ``segment_name``; ``surface`` False: no closed surface, the slice views
+    only). Once done, the run's ``output`` is (segmentation node, warnings), as
     :func:`~WeakNetSlicerLib.training.apply_model` returns in process."""
-    import tempfile
-
-    from weaknet.volume import read_volume, write_volume
-
-    from . import nodes
     from .training import add_prediction, model_warnings
 
     warnings = model_warnings(model_dir, volume_node, modality)  # also refuses a missing model
-    folder = Path(tempfile.mkdtemp(prefix="weaknet-apply-"))
-    image = write_volume(nodes.node_volume(volume_node), folder / "image.nrrd", compress=False)
 
-    def add(run: ProcessRun):
-        mask = read_volume(run.result["masks"][0])
+    def add(mask):
         return (add_prediction(scene, model_dir, volume_node, mask, name, segmentation_node, segment_name, surface),
                 warnings)
 
-    return predict_process(model_dir, image, folder / "mask.nrrd", gamma, device, on_done=add, scratch=folder,
+    return predict_node_process(model_dir, volume_node, add, gamma, device, python, entry)
+
+
+def predict_node_process(model_dir: str | Path, volume_node, on_mask: Callable[[object], object],
+                         gamma: float | None = None, device: str = "auto", python: str | None = None,
+                         entry: tuple[str, ...] = WEAKNET) -> ProcessRun:
+    """Start ``weaknet predict`` of a volume node: its image is written to a temporary folder (deleted when the
+    run ends); once the child is done, :meth:`ProcessRun.poll` reads the mask (a uint8
+    :class:`weaknet.volume.Volume` on the node's grid) and the run's ``output`` is ``on_mask(mask)``."""
+    import tempfile
+
+    from weaknet.checkpoint import read_model_json
+    from weaknet.volume import read_volume, write_volume
+
+    from . import nodes
+
+    read_model_json(Path(model_dir))  # a missing or corrupt model is refused before anything is written
+    folder = Path(tempfile.mkdtemp(prefix="weaknet-apply-"))
+    image = write_volume(nodes.node_volume(volume_node), folder / "image.nrrd", compress=False)
+    return predict_process(model_dir, image, folder / "mask.nrrd", gamma, device,
+                           on_done=lambda run: on_mask(read_volume(run.result["masks"][0])), scratch=folder,
                            python=python, entry=entry)

@@ -42,7 +42,7 @@ import vtk
 
 from weaknet.errors import InputError, WeakNetError
 from weaknet.filenames import unique_stem
-from weaknet.points import validate_points
+from weaknet.points import check_inside, validate_points
 
 from . import nodes
 from .autosave import POINTS_TAG, SegmentBlock, TemplateWriter, points_fingerprint, write_seg_nrrd
@@ -55,7 +55,10 @@ remapped by Slicer when a scene is imported)."""
 ATTR_OBJECT = "WeakNet.Object"
 ATTR_STEM = "WeakNet.Stem"
 ATTR_CLICKS = "WeakNet.Clicks"
+ATTR_PROPOSAL = "WeakNet.Proposal"
+"""Markups node attribute: the file of the object's proposal (saved with a scene, read by ``from_scene``)."""
 POINTS_SUFFIX = ".mrk.json"
+PROPOSAL_SUFFIX = ".proposal.npz"
 SEGMENT_PREFIX = "weaknet_"
 UNDO_LEVELS = 100
 SESSION_FILE = "session.json"
@@ -77,7 +80,9 @@ class TargetObject:
     the next fit; ``block`` the voxels of its bounding box from voxel ``offset`` (k, j, i):
     what the segment holds (never changed once made: the autosave writes it from another thread);
     ``template_points`` (N, 3) LPS the points the shown template was fitted through; ``clicks`` counts points
-    placed by the user (the annotation effort), including ones later removed.
+    placed by the user (the annotation effort), including ones later removed; ``proposal`` a model's
+    :class:`weaknet.proposal.Proposal` the points correct (None: the template is fitted through the points
+    alone).
     """
 
     name: str
@@ -95,6 +100,7 @@ class TargetObject:
     tags: list[int] = field(default_factory=list)
     dragging: bool = False
     drag_recorded: bool = False
+    proposal: object | None = None
 
     @property
     def segment_id(self) -> str:
@@ -103,6 +109,10 @@ class TargetObject:
     @property
     def points_file(self) -> str:
         return self.stem + POINTS_SUFFIX
+
+    @property
+    def proposal_file(self) -> str:
+        return self.stem + PROPOSAL_SUFFIX
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -122,12 +132,13 @@ class TargetObject:
 
 @dataclass
 class Edit:
-    """One change of an object's points: the points (N, 3) LPS and the fitted ActiveSurface (a private copy,
-    or None) *before* it, so undo puts back exactly what was shown."""
+    """One change of an object's points (or of its proposal): the points (N, 3) LPS, the fitted ActiveSurface
+    (a private copy, or None) and the proposal *before* it, so undo puts back exactly what was shown."""
 
     obj: TargetObject
     points: np.ndarray
     surface: object | None
+    proposal: object | None = None
 
 
 class EditHistory:
@@ -187,6 +198,7 @@ class AnnotationSession:
         self.autosave_error: str | None = None
         self._writer = TemplateWriter(on_error=_weak(self._on_write_error))
         self._session_text: str | None = None  # session.json as last written to the autosave folder
+        self._proposals_written: dict[str, object] = {}  # object stem → the proposal its autosaved file holds
         self.history = EditHistory()
         self._batch = 0
         self._session_dirty: bool | None = False  # None/True while a point event collects session.json writes
@@ -294,9 +306,10 @@ class AnnotationSession:
         edit = source.pop()
         obj = edit.obj
         target.append(Edit(obj, obj.fitted_points if obj.fitted_points is not None else obj.points_lps,
-                           snapshot(obj.surface)))
+                           snapshot(obj.surface), obj.proposal))
         with self._quiet():
             nodes.set_control_points_lps(obj.markups_node, edit.points)
+        obj.proposal = edit.proposal
         self.active = obj
         self._show(obj, edit.surface)
         self._set_status(f"{obj.name}: {done} a change ({len(edit.points)} points)", "info")
@@ -414,6 +427,8 @@ class AnnotationSession:
             self._record(obj)
         obj.fitted_points = points
         self._save_points(obj)
+        if obj.proposal is not None:
+            return self._correct_proposal(obj, points)
         try:
             validate_points(points, self.geometry)
         except InputError as exc:
@@ -436,6 +451,36 @@ class AnnotationSession:
         self._set_status(f"{obj.name}: template fitted through {len(points)} points ({voxels} voxels)", "info")
         return True
 
+    def _correct_proposal(self, obj: TargetObject, points: np.ndarray) -> bool:
+        """``obj``'s template from its proposal corrected by its points (N, 3) LPS, any number of them
+        (:meth:`weaknet.proposal.Proposal.update`; none: the proposal itself). A point outside the image
+        keeps the last template (status says which); returns True when a new template was made."""
+        try:
+            check_inside(points, self.geometry)
+        except InputError as exc:
+            self._set_status(f"{obj.name}: {exc}", "warning")
+            return False
+        self._show_surface(obj, obj.proposal.update(points), points)
+        self._save_templates()
+        voxels = int(np.count_nonzero(obj.block)) if obj.block is not None else 0
+        self._set_status(f"{obj.name}: the model's proposal, corrected by {len(points)} point(s) ({voxels} voxels)",
+                         "info")
+        return True
+
+    def set_proposal(self, obj: TargetObject, proposal, note: str = "") -> None:
+        """Make a model's :class:`weaknet.proposal.Proposal` ``obj``'s template; its points (if any) and later
+        ones correct it locally. One undoable edit (undo gives back the template before); autosaved as
+        ``<stem>.proposal.npz`` beside the object's points. ``note``: added to the status as a warning (e.g.
+        the model was trained on another modality)."""
+        self._require_open()
+        obj = self._obj(obj)
+        self._record(obj)
+        obj.proposal = proposal
+        obj.fitted_points = obj.points_lps  # the points stay: refit fits again without a second undo entry
+        self.active = obj
+        if self.refit(obj, full=True) and note:
+            self._set_status(f"{self.status} — {note}", "warning")
+
     def _record(self, obj: TargetObject) -> None:
         """Put ``obj``'s state before a change of its points on the undo stack (a drag: once, at its start)."""
         if obj.dragging:
@@ -443,7 +488,7 @@ class AnnotationSession:
                 return
             obj.drag_recorded = True
         before = obj.fitted_points if obj.fitted_points is not None else np.zeros((0, 3))
-        self.history.record(Edit(obj, before, snapshot(obj.surface)))
+        self.history.record(Edit(obj, before, snapshot(obj.surface), obj.proposal))
 
     def template_mask(self, obj: TargetObject | None = None) -> np.ndarray:
         """``obj``'s template exported by Slicer from its segment: uint8 (D, H, W) on the volume's grid."""
@@ -505,6 +550,8 @@ class AnnotationSession:
                                               f"{volume_node.GetName()} {entry['name']}")
                 obj = session._adopt(markups, entry["name"], tuple(entry.get("color", COLORS[0])),
                                      entry.get("clicks"), Path(entry["points"]).name[: -len(POINTS_SUFFIX)])
+                if entry.get("proposal"):
+                    session._adopt_proposal(obj, folder / entry["proposal"])
                 newer = points_file.is_file() and (not templates.is_file()
                                                    or points_file.stat().st_mtime > templates.stat().st_mtime)
                 if session._stale(obj, newer):
@@ -529,6 +576,8 @@ class AnnotationSession:
                 if markups.GetNodeReference(REF_VOLUME) is volume_node:
                     obj = session._adopt(markups, markups.GetAttribute(ATTR_OBJECT), None,
                                          markups.GetAttribute(ATTR_CLICKS), markups.GetAttribute(ATTR_STEM))
+                    if markups.GetAttribute(ATTR_PROPOSAL):
+                        session._adopt_proposal(obj, Path(markups.GetAttribute(ATTR_PROPOSAL)))
                     if session._stale(obj, False):
                         stale.append(obj)
         for obj in stale:
@@ -550,13 +599,48 @@ class AnnotationSession:
             obj.template_points = obj.fitted_points
         return obj
 
+    def _adopt_proposal(self, obj: TargetObject, path: Path) -> None:
+        """Give a reopened object its saved proposal (``<stem>.proposal.npz``); a missing or unreadable file
+        leaves it an ordinary object, with a warning in the log."""
+        from weaknet.proposal import Proposal
+
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                obj.proposal = Proposal.restore(saved["anchors"], saved["vertices"], float(saved["radius_mm"]),
+                                                float(saved["reach"]), **self.fit_options)
+        except (OSError, ValueError, KeyError, InputError) as exc:
+            log.warning("WeakNet: %s: the proposal of %s cannot be read (%s); its points are fitted alone",
+                        path, obj.name, exc)
+            return
+        if self.autosave_dir is not None and path.resolve() == (self.autosave_dir / obj.proposal_file).resolve():
+            self._proposals_written[obj.stem] = obj.proposal
+
+    def _write_proposals(self, folder: Path, autosave: bool) -> None:
+        """Write each object's proposal to ``<stem>.proposal.npz`` in ``folder`` (the autosave folder: only a
+        proposal not written there yet, and each points node told where its file is, for a saved scene)."""
+        for o in self.objects:
+            if o.proposal is None:
+                if autosave and o.markups_node.GetAttribute(ATTR_PROPOSAL):
+                    o.markups_node.RemoveAttribute(ATTR_PROPOSAL)
+                continue
+            path = folder / o.proposal_file
+            if autosave and self._proposals_written.get(o.stem) is o.proposal:
+                continue
+            tmp = folder / (o.proposal_file + ".tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, **o.proposal.arrays())
+            tmp.replace(path)
+            if autosave:
+                self._proposals_written[o.stem] = o.proposal
+                o.markups_node.SetAttribute(ATTR_PROPOSAL, str(path.resolve()))
+
     def _stale(self, obj: TargetObject, points_newer: bool) -> bool:
-        """Whether ``obj``'s template (as read) is older than its points: no segment for 4 or more points, a
-        segment fitted through other points (its fingerprint tag), or, without a tag (a file Slicer wrote),
-        ``points_newer`` (the points file is newer than the templates file)."""
+        """Whether ``obj``'s template (as read) is older than its points: no segment for 4 or more points (or
+        for a proposal), a segment fitted through other points (its fingerprint tag), or, without a tag (a
+        file Slicer wrote), ``points_newer`` (the points file is newer than the templates file)."""
         segment = self.segmentation_node.GetSegmentation().GetSegment(obj.segment_id)
         if segment is None:
-            return obj.point_count >= 4
+            return obj.point_count >= 4 or obj.proposal is not None
         saved = nodes.segment_tag(segment, POINTS_TAG)
         if saved is not None:
             return saved != points_fingerprint(obj.points_lps)
@@ -746,9 +830,11 @@ class AnnotationSession:
         volume_file = self._volume_file(folder)
         meta = {"volume": self.volume_node.GetName(), "volume_file": volume_file,
                 "objects": [{"name": o.name, "segment_id": o.segment_id, "points": o.points_file,
-                             "color": list(o.color), "clicks": o.clicks, "point_count": o.point_count}
+                             "color": list(o.color), "clicks": o.clicks, "point_count": o.point_count,
+                             **({"proposal": o.proposal_file} if o.proposal is not None else {})}
                             for o in self.objects],
                 "templates": TEMPLATES_FILE, "effort": self.effort}
+        self._write_proposals(folder, autosave)  # before session.json refers to them
         text = json.dumps(meta, indent=2)
         if autosave and text == self._session_text:
             return
