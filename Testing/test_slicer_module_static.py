@@ -140,6 +140,21 @@ def test_every_widget_named_in_the_code_exists_with_the_expected_class(tree, ui)
         assert ui[name].get("class") == "QProgressBar", name
 
 
+def test_every_button_is_wired_to_a_handler_and_updated(tree, ui):
+    """Each push button in the .ui is connected to a Widget method that exists, and updateButtons sets its
+    enabled state (Start from model: only with a model in the model folder, through the Logic)."""
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    buttons = {n for n, w in ui.items() if w.get("class") == "QPushButton"}
+    wired = dict(re.findall(r"self\.ui\.(\w+)\.connect\(\"\w+\(bool\)\", self\.(\w+)\)", source))
+    assert buttons == set(wired), buttons ^ set(wired)
+    widget = {f.name for f in _class(tree, "WeakNetSlicerWidget").body if isinstance(f, ast.FunctionDef)}
+    assert set(wired.values()) <= widget, set(wired.values()) - widget
+    update = ast.unparse(next(f for f in _class(tree, "WeakNetSlicerWidget").body
+                              if isinstance(f, ast.FunctionDef) and f.name == "updateButtons"))
+    assert all(f"self.ui.{b}.enabled" in update for b in buttons), [b for b in buttons if b not in update]
+    assert "self.logic.hasModel(p.modelPath)" in update
+
+
 def test_parameter_node_bindings_match_widget_classes(tree, ui):
     params = {a.target.id: ast.unparse(a.annotation) for a in _class(tree, "WeakNetSlicerParameterNode").body
               if isinstance(a, ast.AnnAssign)}

@@ -178,6 +178,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainButton.connect("clicked(bool)", self.onTrain)
         self.ui.cancelTrainingButton.connect("clicked(bool)", self.onCancelTraining)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyModel)
+        self.ui.startFromModelButton.connect("clicked(bool)", self.onStartFromModel)
         self.ui.cancelApplyButton.connect("clicked(bool)", self.onCancelApply)
 
         self.ui.modalityComboBox.addItems([""] + self.logic.modalities())
@@ -260,6 +261,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.trainButton.enabled = not training
         self.ui.cancelTrainingButton.enabled = training
         self.ui.applyButton.enabled = hasVolume and not applying
+        self.ui.startFromModelButton.enabled = hasVolume and not applying and self.logic.hasModel(p.modelPath)
         self.ui.cancelApplyButton.enabled = applying
         self.updateAnnotationStatus()
 
@@ -348,6 +350,17 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         finally:
             self.updateButtons()
 
+    def onStartFromModel(self) -> None:
+        """Run the model on the volume, then start an object from its proposal (corrected by later clicks)."""
+        p = self._parameterNode
+        try:
+            with self.errorDisplay():
+                self._poll(self.logic.startFromModel(p.modelPath, p.inputVolume, p.gamma, p.device, p.modality,
+                                                     p.autosaveDirectory),
+                           self.ui.applyProgressBar, self.ui.applyStatusLabel)
+        finally:
+            self.updateButtons()
+
     def _poll(self, run, bar, label) -> None:
         """A run just started: reset its progress bar and status line, and poll it with the timer."""
         bar.value = 0
@@ -369,13 +382,22 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 if applying.finished:  # reported once
                     self._reportedApplyRun = applying
                     if applying.state == "done":
-                        self.showApplyResult(*applying.output)
+                        self.showApplyResult(applying.output)
         finally:
             if not (self.logic.isTraining() or self.logic.isApplying()):
                 self.processTimer.stop()
                 self.updateButtons()
 
-    def showApplyResult(self, segmentation, warnings) -> None:
+    def showApplyResult(self, output) -> None:
+        """A finished run: Apply model's (segmentation, warnings), or the object Start from model made (the
+        panel then follows it: its points are the ones placed next)."""
+        if not isinstance(output, tuple):
+            self._parameterNode.points = output.markups_node
+            self._parameterNode.templates = self.logic.sessionFor(self._parameterNode.inputVolume).segmentation_node
+            self.ui.applyStatusLabel.text = _("'{name}' started from the model: place points to correct it").format(
+                name=output.name)
+            return
+        segmentation, warnings = output
         self.ui.applyStatusLabel.text = "\n".join(warnings) or _("segmentation '{name}' added").format(
             name=segmentation.GetName())
         if warnings:
@@ -611,6 +633,30 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
                                                           **{k: v for k, v in typed.items() if v is not None})
         return self.applyRun
 
+    def startFromModel(self, modelPath, volumeNode, gamma, device, modality, autosaveDirectory=None):
+        """Run a trained model on the volume in a child process (as Apply model) and, once done, start an
+        object from its proposal (AnnotationController.start_from_model): the active object while it is empty,
+        else a new one; the points placed on it afterwards correct it. ``gamma``/``device`` as typed (empty:
+        the model's γ, the automatic device). Poll with :meth:`pollRuns`; once done the run's ``output`` is the
+        object (its ``markups_node`` holds the correcting points)."""
+        self.ensureDependencies(training=True)
+        if self.isApplying():
+            raise ValueError(_("a model is already being applied; cancel it first"))
+        typed = self.training().parse({"gamma": gamma, "device": device})  # empty: the model's γ, auto device
+        self.sessionFor(volumeNode, autosaveDirectory)
+        WeakNetSlicerLogic.applyRun = self.controller.start_from_model(
+            modelPath, modality=modality or None, **{k: v for k, v in typed.items() if v is not None})
+        return self.applyRun
+
+    @staticmethod
+    def hasModel(modelPath) -> bool:
+        """Whether ``modelPath`` holds a trained model (its model.json): Start from model is offered then."""
+        if not modelPath or importlib.util.find_spec("weaknet") is None:
+            return False
+        from weaknet.checkpoint import MODEL_JSON
+
+        return (pathlib.Path(modelPath) / MODEL_JSON).is_file()
+
     def cancelApply(self) -> None:
         if self.isApplying():
             self.applyRun.cancel()
@@ -769,5 +815,12 @@ class WeakNetSlicerTest(ScriptedLoadableModuleTest):
         self.assertEqual(warnings, [])
         self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 1)
         self.assertTrue(slicer.util.arrayFromSegmentBinaryLabelmap(segmentation, "weaknet_prediction", volume).size)
+
+        proposing = logic.startFromModel(training.output, volume, 0.2, "cpu", "CT")  # the same model, proposed
+        self._waitFor(proposing)
+        proposed = proposing.output
+        self.assertIsNotNone(proposed.proposal)
+        self.assertIsNot(proposed, obj)  # the clicked bean keeps its own template
+        self.assertGreater(session.template_mask(proposed).sum(), 0)
         self.delayDisplay("Test passed")
 
