@@ -77,6 +77,28 @@ def test_train_from_the_page(trained):
     assert shown["model_choice"] and (root / shown["model_choice"] / "model.json").is_file()
 
 
+def test_start_from_model(trained):
+    """Issue 15: *Start from model* runs the trained model out of process and starts a new object from its
+    proposal beside the clicked one (the active object has points, so it is kept): an editable template."""
+    page, _, root, _, _ = trained
+    _open(page, "small.nrrd")
+    errors = page.state("error_count")
+    page.set_state("train_gamma", "0.2")
+    _click(page, "start-from-model")
+    page.wait_state("proposal_state", "v !== 'idle'")
+    page.wait_state("proposal_state", "v !== 'running'", timeout_ms=120000)
+    assert page.state("proposal_state") == "done", page.state("proposal_message")
+    assert page.state("error_count") == errors, page.state("error_message")
+    assert page.state("objects") == ["Object 1", "Object 2"] and page.state("active_object") == "Object 2"
+    page.wait_state("status", "v.includes('proposal')")
+    voxels = int(page.state("status").rsplit("(", 1)[1].split()[0])  # "...corrected by 0 point(s) (N voxels)"
+    assert voxels > 100 and page.state("n_points") == 0
+    text = page.page.locator('[data-testid="proposal-message"]').inner_text()
+    assert "Object 2 started from" in text and "correct it" in text
+    saved = [p.name for p in (root / "annotations").glob("*/*.proposal.npz")]
+    assert saved == ["Object_2.proposal.npz"]
+
+
 def _open(page, name: str) -> None:
     """Open a volume of the data root's list from the page (nothing when it is the open one)."""
     if page.state("volume_name") == name:

@@ -367,14 +367,17 @@ class AnnotationController:
         as a warning with the status. Returns the object; InputError for an empty prediction."""
         return self._propose(self.require(), predicted, name, segment_id, note)
 
-    def start_from_model(self, model_dir: str | Path | None, gamma: float | None = None, device: str = "auto",
+    def start_from_model(self, model_dir: str | Path | None, gamma: float | None = None, device: str | None = None,
                          modality: str | None = None, name: str | None = None):
         """Run a trained model on the current volume out of process (``weaknet predict``, as Apply model does)
         and start an object from its prediction (:meth:`start_from_prediction`) once it is done. Returns the
         :class:`~WeakNetSlicerLib.process.ProcessRun` at once: poll it from a GUI timer; once "done", its
         ``output`` is the object; an empty prediction ends it "failed" with the reason as ``error``.
-        ``gamma`` None: the model's threshold; ``modality``: the volume's, to warn when the model was trained on
-        another. InputError (before anything starts) without a model folder or for a folder without a model."""
+        ``gamma`` None: the model's threshold; ``device`` None: TrainConfig's; ``modality``: the volume's, to warn
+        when the model was trained on another. InputError (before anything starts) without a model folder or
+        for a folder without a model."""
+        from weaknet.config import TrainConfig
+
         from .process import predict_node_process
         from .training import model_warnings
 
@@ -384,7 +387,7 @@ class AnnotationController:
         warnings = model_warnings(model_dir, session.volume_node, modality)  # refuses a folder without a model
         return predict_node_process(model_dir, session.volume_node,
                                     lambda mask: self._propose(session, mask, name, None, "; ".join(warnings)),
-                                    gamma, device)
+                                    gamma, device or TrainConfig().device)
 
     def _propose(self, session: AnnotationSession, predicted, name: str | None, segment_id: str | None,
                  note: str) -> TargetObject:

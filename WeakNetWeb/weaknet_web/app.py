@@ -78,7 +78,7 @@ class AnnotatorApp(TrameApp):
         """The server stops: every template reaches the autosave folder and no training or inference
         process outlives the server."""
         self.annotation.controller.flush()
-        self.training.controller.stop()
+        self.training.stop()
 
     # ----------------------------------------------------------------------------------------- state
     def _init_state(self, volume_rendering: bool | None) -> None:
@@ -163,6 +163,7 @@ class AnnotatorApp(TrameApp):
         ctrl.start_training = guard(t.start)
         ctrl.cancel_training = guard(t.cancel)
         ctrl.apply_model = guard(t.apply)
+        ctrl.start_from_model = guard(t.start_from_model)
         ctrl.cancel_apply = guard(t.cancel_apply)
         ctrl.remove_prediction = guard(t.remove_prediction)
         s.change("prediction_visible")(guard(lambda prediction_visible, **_:

@@ -33,7 +33,8 @@ class TrainingPanel:
     ``modality_conflict(_visible)`` (the dialog when the set holds another modality), ``train_state``
     (idle|running|done|cancelled|failed), ``train_progress`` (0–100), ``train_message``, ``loss_curve``,
     ``models`` (model folders under the data root), ``model_choice``; of applying a model: ``prediction_state``
-    (idle|running|done|cancelled|failed), ``prediction_message``, ``prediction_present``, ``prediction_visible``."""
+    (idle|running|done|cancelled|failed), ``prediction_message``, ``prediction_present``, ``prediction_visible``;
+    of starting an object from the model: ``proposal_state`` (the same states) and ``proposal_message``."""
 
     def __init__(self, app):
         from WeakNetSlicerLib.training import TrainingController
@@ -66,7 +67,11 @@ class TrainingPanel:
         s.prediction_state = "idle"
         s.prediction_present = False
         s.prediction_visible = True
+        s.proposal_state = "idle"
+        s.proposal_message = ""
+        self.proposal_run = None
         self._started = 0.0
+        self._proposal_started = 0.0
 
     def folder(self):
         """The chosen training set's folder: ``training/`` or a folder under it (``state.train_set``)."""
@@ -215,6 +220,57 @@ class TrainingPanel:
         from trame.app import asynchronous
 
         asynchronous.create_task(self._follow_apply())
+
+    def start_from_model(self) -> None:
+        """Run the chosen model on the open volume in a child process and start an object from its proposal
+        (:meth:`~WeakNetSlicerLib.annotation.AnnotationController.start_from_model`; the active object while it
+        is empty, else a new one): returns at once, the run is polled, and once done the object's template
+        shows; the points clicked on it then correct it."""
+        if self.proposal_running:
+            raise InputError("the model is already proposing an object; wait until it is done")
+        model = self.state.model_choice
+        model_dir = self.app.data_root.resolve(model, must_exist=True) if model else None
+        chosen = self.controller.parse({"gamma": self.state[form_key("gamma")],
+                                        "device": self.state[form_key("device")]})
+        self.proposal_run = self.app.annotation.controller.start_from_model(
+            model_dir, gamma=chosen["gamma"], device=chosen["device"], modality=self.state.train_modality)
+        self._proposal_started = time.monotonic()
+        self._show_proposal()
+        from trame.app import asynchronous
+
+        asynchronous.create_task(self._follow_proposal())
+
+    @property
+    def proposal_running(self) -> bool:
+        return self.proposal_run is not None and not self.proposal_run.finished
+
+    def stop(self) -> None:
+        """End every model process (a training, an apply, a proposal) before the server exits."""
+        self.controller.stop()
+        if self.proposal_running:
+            self.proposal_run.cancel()
+
+    async def _follow_proposal(self) -> None:
+        run = self.proposal_run
+        while run is self.proposal_run and not run.finished:
+            await asyncio.sleep(POLL_S)
+            run.poll()  # once done, the object is proposed here (on the server's event loop)
+            self._show_proposal()
+        self.app.changed()
+
+    def _show_proposal(self) -> None:
+        """Mirror the proposal run into ``proposal_state`` and ``proposal_message``."""
+        run, name = self.proposal_run, self.state.model_choice
+        elapsed = time.monotonic() - self._proposal_started
+        with self.state:
+            self.state.proposal_state = str(run.state)
+            if run.state == "running":
+                self.state.proposal_message = f"{name} is proposing an object: {run.message} ({elapsed:.0f} s)"
+            elif run.state == "done":
+                self.state.proposal_message = (f"{run.output.name} started from {name} in {elapsed:.0f} s: click "
+                                               "its surface where it is wrong to correct it")
+            else:
+                self.state.proposal_message = f"start from model {run.state}: {run.error or run.message}"
 
     def cancel_apply(self) -> None:
         if not self.controller.applying:

@@ -266,6 +266,14 @@ def _training_panel(ctrl) -> None:
         v.VBtn(icon="mdi-refresh", click=ctrl.refresh_models, size="small", variant="text")
         v.VBtn("Apply", click=ctrl.apply_model, size="small", disabled=("prediction_state === 'running'",),
                raw_attrs=['data-testid="apply-model"'])
+    with html.Div(classes="d-flex ga-1 align-center"):
+        v.VBtn("Start from model", click=ctrl.start_from_model, size="small", prepend_icon="mdi-auto-fix",
+               disabled=("!model_choice || proposal_state === 'running'",), raw_attrs=[
+                   'data-testid="start-from-model"',
+                   'title="Run the model and start an object from its prediction; clicks then correct it"'])
+        v.VProgressCircular(v_if=("proposal_state === 'running'",), indeterminate=True, size=16, width=2,
+                            color="primary")
+    html.Div("{{ proposal_message }}", classes="text-caption", raw_attrs=['data-testid="proposal-message"'])
     v.VProgressLinear(v_if=("prediction_state === 'running'",), indeterminate=True, height=4, color="success",
                       classes="my-1", raw_attrs=['data-testid="apply-progress"'])
     html.Div("{{ prediction_message }}", classes="text-caption", raw_attrs=['data-testid="prediction-message"'])
