@@ -153,6 +153,9 @@ def test_every_button_is_wired_to_a_handler_and_updated(tree, ui):
                               if isinstance(f, ast.FunctionDef) and f.name == "updateButtons"))
     assert all(f"self.ui.{b}.enabled" in update for b in buttons), [b for b in buttons if b not in update]
     assert "self.logic.hasModel(p.modelPath)" in update
+    start = ast.unparse(next(f for f in _class(tree, "WeakNetSlicerLogic").body
+                             if isinstance(f, ast.FunctionDef) and f.name == "startFromModel"))
+    assert "self.controller.start_from_model(" in start  # the workflow layer's call, as the web app makes it
 
 
 def test_parameter_node_bindings_match_widget_classes(tree, ui):

@@ -137,3 +137,32 @@ def test_bad_predictions_and_missing_models_are_one_clear_line(bean, tmp_path):
         ctl.start_from_prediction(seg)
     second = ctl.start_from_prediction(seg, segment_id="other")
     assert second is not obj and [o.name for o in ctl.require().objects] == ["Object 1", "Object 2"]
+
+
+def test_proposal_travels_with_a_saved_scene(bean, tmp_path):
+    """A saved .mrml scene resumes the proposed object with its proposal (the points node names its file)."""
+    from WeakNetSlicerLib.session import AnnotationSession
+
+    path, ph, predicted = bean
+    core = create_scene()
+    ctl = AnnotationController(core.scene, tmp_path / "auto")
+    ctl.open(core.volumes.AddArchetypeVolume(str(path), "bean", 0))
+    obj = ctl.start_from_prediction(predicted)
+    truth_v, _ = mask_surface(ph.label.array, ph.label.geometry)
+    far = point_distances(truth_v, obj.surface.vertices, obj.surface.faces)
+    _click(obj, truth_v[int(np.argmax(far))])
+    ctl.flush()
+    core.scene.SetURL(str(tmp_path / "scene.mrml"))
+    assert core.scene.Commit()
+
+    fresh = create_scene()
+    fresh.scene.SetURL(str(tmp_path / "scene.mrml"))
+    assert fresh.scene.Connect()
+    resumed = AnnotationSession.from_scene(fresh.scene, fresh.scene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode"))
+    (robj,) = resumed.objects
+    assert robj.proposal is not None
+    assert iou(resumed.template_mask(robj), ctl.require().template_mask(obj)) > 0.99
+    second = truth_v[int(np.argsort(far)[-40])]
+    _click(robj, second)
+    _click(obj, second)
+    assert iou(resumed.template_mask(robj), ctl.require().template_mask(obj)) > 0.99
