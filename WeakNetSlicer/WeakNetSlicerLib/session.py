@@ -22,6 +22,10 @@ Every change of an object's points (a click, a drag, a deletion, a clear, a batc
 session's undo stack (:class:`EditHistory`); undo and redo put back the points *and* the template that was
 shown with them (the warm-started mesh, not a fresh fit). Object names become file stems and segment ids
 through :func:`weaknet.filenames.unique_stem`, so no two objects share a file.
+
+An object started from a model's prediction (:meth:`AnnotationSession.set_proposal`) has a
+:class:`weaknet.proposal.Proposal` as its template: its points, any number of them, correct it locally
+instead of being fitted alone; the proposal is part of each undo entry and is saved as ``<stem>.proposal.npz``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import json
 import logging
 import threading
 import weakref
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -608,7 +613,7 @@ class AnnotationSession:
             with np.load(path, allow_pickle=False) as saved:
                 obj.proposal = Proposal.restore(saved["anchors"], saved["vertices"], float(saved["radius_mm"]),
                                                 float(saved["reach"]), **self.fit_options)
-        except (OSError, ValueError, KeyError, InputError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, InputError) as exc:
             log.warning("WeakNet: %s: the proposal of %s cannot be read (%s); its points are fitted alone",
                         path, obj.name, exc)
             return
