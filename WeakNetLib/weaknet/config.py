@@ -97,9 +97,6 @@ class TrainConfig:
     tta: bool = _f(True, "test-time augmentation at prediction: average over the 8 mirrorings of the volume "
                          "(nnU-Net's; 8× the inference time, about +0.03 test IoU on the families)")
     straight_through: bool = _f(True, "feed the reconstruction net the thresholded Ŷ ≥ γ")
-    lambda_warmup: float = _f(0.0, "share of the training steps in which the reconstruction term trains only its "
-                                   "own net; its gradient into the core net then ramps linearly to full over the "
-                                   "same share again", 0.0, 0.5)
     recon_loss: str = _f("squared", "residual of the reconstruction term: squared, or cauchy (c²·log(1 + r²/c²), "
                                     "c = one standard deviation of the image in the band: residuals a mask cannot "
                                     "explain pull less)", choices=RECON_LOSSES)

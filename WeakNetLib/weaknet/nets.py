@@ -43,9 +43,7 @@ class WeakNetPair(nn.Module):
     ``straight_through`` = γ feeds the reconstruction net the thresholded mask (Ŷ ≥ γ) with the gradient of
     Ŷ (straight-through estimator); ``None`` feeds the soft probability Ŷ. ``recon``: one of :data:`RECON_NETS`.
 
-    ``forward(x, recon_grad)`` returns (logits (B, 2, D, H, W), X̂ (B, 1, D, H, W) or ``None``);
-    ``recon_grad`` in [0, 1] scales the reconstruction term's gradient into the core net (0: it trains only the
-    reconstruction net; the warm-up of ``--lambda-warmup``).
+    ``forward(x)`` returns (logits (B, 2, D, H, W), X̂ (B, 1, D, H, W) or ``None``).
     """
 
     def __init__(self, cfg: NetConfig, with_reconstruction: bool = True, straight_through: float | None = None,
@@ -57,13 +55,11 @@ class WeakNetPair(nn.Module):
             self.recon = build_local_net(cfg.base_channels) if recon == "local" else build_unet(cfg, 1, 1)
         self.straight_through = straight_through
 
-    def forward(self, x: torch.Tensor, recon_grad: float = 1.0):
+    def forward(self, x: torch.Tensor):
         logits = self.core(x)
         if self.recon is None:
             return logits, None
         prob = torch.softmax(logits.float(), dim=1)[:, 1:2]
         if self.straight_through is not None:  # forward: the mask Ŷ ≥ γ; backward: gradient of Ŷ
             prob = prob + ((prob >= self.straight_through).float() - prob).detach()
-        if recon_grad != 1.0:
-            prob = prob.detach() + recon_grad * (prob - prob.detach())
         return logits, self.recon(prob.to(x.dtype))

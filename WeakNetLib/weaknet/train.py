@@ -149,14 +149,6 @@ def mean_iou(core, crops: list[_Crop], config: TrainConfig, device) -> float | N
     return float(np.mean(scores))
 
 
-def reconstruction_share(step: int, total_steps: int, warmup: float) -> float:
-    """The share of the reconstruction term's gradient that reaches the core net at global ``step`` of
-    ``total_steps``: 0 for the first ``warmup`` (a fraction) of the steps, then a linear ramp to 1 over as many
-    steps again."""
-    w = warmup * total_steps
-    return 1.0 if w <= 0 else float(min(1.0, max(0.0, step / w - 1.0)))
-
-
 class Trainer:
     """The loop of one run: model, optimiser and schedule, epochs, validation, checkpoints, cancel."""
 
@@ -267,7 +259,7 @@ class Trainer:
             if cancel is not None and cancel.is_set():
                 bar.close()
                 return None
-            vals = self._step(batch, self._recon_grad(epoch * c.steps_per_epoch + step))
+            vals = self._step(batch)
             sums += vals
             bar.set_postfix(ce=f"{vals[1]:.4f}", wmse=f"{vals[2]:.4g}", loss=f"{vals[0]:.4f}")
             self.emit({"event": "step", "epoch": epoch + 1, "step": step + 1, "steps": c.steps_per_epoch,
@@ -280,16 +272,12 @@ class Trainer:
             dist.all_reduce(sums)
         return (sums / (c.steps_per_epoch * self.world)).tolist()
 
-    def _recon_grad(self, step: int) -> float:
-        c = self.config
-        return reconstruction_share(step, c.epochs * c.steps_per_epoch, c.lambda_warmup)
-
-    def _step(self, batch, recon_grad: float = 1.0) -> torch.Tensor:
+    def _step(self, batch) -> torch.Tensor:
         x = torch.from_numpy(batch.image).to(self.device)
         y = torch.from_numpy(batch.target).to(self.device)
         w = None if batch.weight is None else torch.from_numpy(batch.weight).to(self.device)
         with autocast(self.device, self.config.amp):
-            logits, recon = self.model(x, recon_grad)
+            logits, recon = self.model(x)
         loss, ce, wmse = weaknet_loss(logits, y, x, recon, w, self.config.lambda_ if self.use_recon else 0.0,
                                       self.config.dice, self.config.recon_loss)
         self.opt.zero_grad(set_to_none=True)

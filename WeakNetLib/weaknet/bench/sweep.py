@@ -7,7 +7,7 @@ on top, so those take longer) and predicts the held-out cases; γ is swept on th
 probabilities (thresholding is free), with the plan's post-processing. The reference is λ = 0 at γ = 0.5
 (the default, no reconstruction net) in the same run: every cell is printed with its difference to it.
 Runs into the same ``--output`` add to its table, so a grid can be measured in parts. ``--variants`` trains each
-λ > 0 cell once more per named set of further training settings (e.g. ``warmup:lambda_warmup=0.3``), a row each.
+λ > 0 cell once more per named set of further training settings (e.g. ``cauchy:recon_loss=cauchy``), a row each.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--recon-nets", default="unet", help="reconstruction nets, comma-separated (unet, local)")
     p.add_argument("--variants", default="plain", help="further settings for the λ > 0 cells: NAME:field=value,… "
                                                    "separated by ';', plain for the cell as it is (e.g. "
-                                                   "'plain;warmup:lambda_warmup=0.3'; default plain)")
+                                                   "'plain;cauchy:recon_loss=cauchy'; default plain)")
     p.add_argument("--gammas", default="0.3,0.4,0.5,0.6,0.7", help="γ values swept at prediction")
     p.add_argument("--budget", type=float, default=None, help="minutes per model (default: the plan's)")
     p.add_argument("--test", type=int, default=6, help="held-out test cases per family (default 6)")
