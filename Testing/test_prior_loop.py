@@ -65,6 +65,29 @@ def test_proposal_follows_the_prediction_and_clicks_correct_it(banana):
     assert np.median(point_distances(far, proposal.surface.vertices, proposal.surface.faces)) < 0.5
 
 
+def test_correcting_clicks_are_held_and_as_accurate_as_the_fit_they_replaced(banana):
+    """A correction holds its clicks on the surface, is as accurate as the fit from scratch it replaced (the
+    proposal as rest shape through the same points) and depends on the clicks only, not on earlier ones."""
+    label, truth = banana
+    predicted, _ = _model_missing_an_end(label, truth)
+    proposal = Proposal(predicted)
+    off = point_distances(truth, proposal.vertices, proposal.faces)
+    clicks = []  # the true surface farthest off the proposal, 6 mm apart
+    for i in np.argsort(-off):
+        if all(np.linalg.norm(truth[i] - c) > 6.0 for c in clicks):
+            clicks.append(truth[i])
+        if len(clicks) == 3:
+            break
+    clicks = np.array(clicks)
+    surface = proposal.update(clicks)
+    assert point_distances(clicks, surface.vertices, surface.faces).max() < 0.5
+    reference = ActiveSurface(rest_shape=lambda _: proposal.vertices).fit(proposal.points_for(clicks))
+    assert _iou(surface, label) > _iou(reference, label) - 0.01
+    corrected = surface.vertices.copy()
+    proposal.update(clicks[:1])
+    np.testing.assert_allclose(proposal.update(clicks).vertices, corrected, atol=1e-9)
+
+
 def test_empty_prediction_is_a_clear_error(banana):
     label, _ = banana
     with pytest.raises(InputError, match="no object"):

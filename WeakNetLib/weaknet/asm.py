@@ -21,7 +21,8 @@ Semi-implicit steps (I + τK) Dₜ₊₁ = Dₜ + Fₜ with D = X − X₀, coar
 each factorised once when the model is created (banded Cholesky after reverse Cuthill–McKee ordering).
 A fit from scratch runs twice, the second pass regularising towards the first result (plastic rest
 shape), and is redone with a weaker pull if it folds. An update after a click re-uses the current mesh
-(warm start) and costs a few triangular band solves.
+(warm start) and costs a few triangular band solves. ``correct`` deforms a given rest shape (a model's
+proposal) through points, some of them held exactly, in four steps.
 """
 
 from __future__ import annotations
@@ -442,16 +443,14 @@ class ActiveSurface:
         if decide:
             self._chosen_at = len(pts)
         old = self.points
-        appended = len(pts) >= len(old) and np.array_equal(pts[:len(old)], old)
-        # the added or moved points (indices into pts)
-        fresh = np.arange(len(old), len(pts)) if appended else np.flatnonzero(cKDTree(old).query(pts)[0] > 1e-6)
+        if len(pts) >= len(old) and np.array_equal(pts[:len(old)], old):  # appended: indices unchanged
+            fresh, nearest = np.arange(len(old), len(pts)), self._nearest
+        else:  # the added or moved points (indices into pts); the last fit's correspondences renumbered
+            fresh, nearest = _renumber(old, pts, self._nearest)
         new = pts[fresh]
         self.vertices += shift
         self.rest += shift
         self.template, self._normal, self.points = template, normal, pts
-        # correspondences of the last fit stay valid for the points that did not change, unless points were
-        # removed (their indices shift)
-        nearest = self._nearest if len(pts) >= len(old) else None
         tree = cKDTree(pts)
         spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))
         worst = _min_distances(new, self.vertices).max() if len(new) else 0.0
@@ -483,6 +482,26 @@ class ActiveSurface:
             if kind not in ("tube", "sheet"):
                 return self.fit(pts)
             template, normal, kind = self._rest_shape(pts, None, compact=True)
+
+    def correct(self, points_lps: np.ndarray, held: int, steps: int = 2, nearest: np.ndarray | None = None,
+                vertex: np.ndarray | None = None, spacing: float | None = None) -> "ActiveSurface":
+        """Deform the rest shape :attr:`rest` (a given mesh, e.g. a model's proposal: set ``rest`` first) through
+        points (N, 3) LPS mm, the first ``held`` of them exactly: each held point's nearest rest vertex is
+        placed on it (on their mean where several share one), the others pull as in a fit.
+
+        ``steps`` semi-implicit steps at the coarsest stiffness level (the held points carry a wide
+        neighbourhood along), then as many at the finest, with the correspondences of the rest shape; the
+        result depends on the points only, never on earlier calls. ≈ 5–7 ms at 2,562 vertices. When the caller
+        keeps them for its rest shape: ``nearest`` (V,) each rest vertex's nearest point (index into the
+        points, -1: search it), ``vertex`` (N,) each point's nearest rest vertex, ``spacing`` the points'
+        typical distance (mm).
+        """
+        pts = validate_points(points_lps)
+        fixed = np.arange(held)
+        self.vertices, self.points = self.rest.copy(), pts
+        self._iterate(pts, (self._solvers[0], self._solvers[-1]), 2 * steps, refresh=2 * steps, nearest=nearest,
+                      fresh=fixed, tree=(cKDTree(pts), spacing), implicit=fixed, exact=True, start_vertex=vertex)
+        return self
 
     def _rest_shape(self, pts: np.ndarray, normal_hint: np.ndarray | None, keep: str | None = None,
                     only: str | None = None, compact: bool = False) -> tuple[np.ndarray, np.ndarray | None, str]:
@@ -576,15 +595,19 @@ class ActiveSurface:
 
     def _iterate(self, pts: np.ndarray, solvers, iterations: int, refresh: int = 2,
                  nearest: np.ndarray | None = None, fresh: np.ndarray | None = None,
-                 tree: tuple[cKDTree, float] | None = None, implicit: np.ndarray | None = None) -> None:
+                 tree: tuple[cKDTree, float | None] | None = None, implicit: np.ndarray | None = None,
+                 exact: bool = False, start_vertex: np.ndarray | None = None) -> None:
         """Semi-implicit steps; correspondences are recomputed every ``refresh`` steps. ``nearest`` (V,):
         each vertex's nearest point from the previous fit, valid except for the points ``fresh`` (indices of
-        points added or moved since), so that the first search only needs those (and the vertices whose
-        nearest point moved). ``tree``: the points' k-d tree and their typical spacing (mm), when the caller
-        has them. ``implicit``: indices of points (the ones just added or moved) whose pull on their nearest
-        vertex is taken into the solve, (A + pull·Σ e_v e_vᵀ) Dₜ₊₁ = Dₜ + Fₜ + pull·Dₜ(v) (Woodbury, with the
-        inverse's columns of those vertices): the same equilibrium, reached in a few steps instead of tens
-        when a point lies millimetres from the surface."""
+        points added or moved since) and -1 entries (a point removed), so that the first search only needs
+        those (and the vertices whose nearest point moved or was removed). ``tree``: the points' k-d tree and
+        their typical spacing (mm, None: measured), when the caller has them. ``implicit``: indices of
+        points (the ones just added or moved) whose pull on their nearest vertex is taken into the solve,
+        (A + pull·Σ e_v e_vᵀ) Dₜ₊₁ = Dₜ + Fₜ + pull·Dₜ(v) (Woodbury, with the inverse's columns of those
+        vertices): the same equilibrium, reached in a few steps instead of tens when a point lies
+        millimetres from the surface. ``exact``: hold those points exactly instead (the limit pull → ∞:
+        each one's nearest vertex placed on it, on their mean where several share one). ``start_vertex``
+        (N,): each point's nearest vertex of the starting mesh, when the caller has it."""
         tree, spacing = tree or (cKDTree(pts), None)
         if spacing is None:
             spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))  # typical distance between points
@@ -597,10 +620,12 @@ class ActiveSurface:
                     if nearest is not None and step == 0:
                         nearest = nearest.copy()
                         dist = np.linalg.norm(pts[nearest] - x, axis=1)
-                        if fresh is not None and len(fresh):
-                            stale = np.flatnonzero(np.isin(nearest, fresh))  # their nearest point moved
-                            if len(stale):
-                                dist[stale], nearest[stale] = tree.query(x[stale])
+                        moved = fresh is not None and len(fresh)
+                        # the vertices whose nearest point was removed (-1) or moved
+                        stale = np.flatnonzero((nearest < 0) | (np.isin(nearest, fresh) if moved else False))
+                        if len(stale):
+                            dist[stale], nearest[stale] = tree.query(x[stale])
+                        if moved:
                             dnew = np.linalg.norm(x[:, None, :] - pts[None, fresh], axis=2)
                             closer = dnew.min(axis=1) < dist
                             nearest = np.where(closer, fresh[dnew.argmin(axis=1)], nearest)
@@ -608,14 +633,23 @@ class ActiveSurface:
                     else:
                         dist, nearest = tree.query(x)
                     weight = self.normal_pull * np.exp(-(dist / spacing) ** 2)
-                    vertex = cKDTree(x).query(pts)[1]
-                    held = None if implicit is None or not len(implicit) else np.unique(vertex[implicit])
-                    green = None if held is None else solve.columns(held)
-                    if green is not None:
-                        coupling = np.linalg.inv(np.eye(len(held)) / self.pull + green[held])
+                    vertex = cKDTree(x).query(pts)[1] if start_vertex is None or step else start_vertex
+                    held, slot = (None, None) if implicit is None or not len(implicit) else np.unique(
+                        vertex[implicit], return_inverse=True)
+                    if held is not None and exact:  # each held vertex's displacement: onto its points' mean
+                        share = np.bincount(slot)[:, None]
+                        target = np.stack([np.bincount(slot, pts[implicit, c]) for c in range(3)], 1) / share
+                        target -= self.rest[held]
+                    green_for = None
+                if held is not None and green_for is not solve:  # the inverse's columns at this stiffness level
+                    green, green_for = solve.columns(held), solve
+                    coupling = np.linalg.inv(green[held] if exact else np.eye(len(held)) / self.pull + green[held])
                 rhs = d + self._forces(x, pts, nearest, weight, vertex)
-                if green is None:
+                if held is None:
                     d = solve(rhs)
+                elif exact:  # the limit pull → ∞ of the implicit pull: D(held) = target
+                    y = solve(rhs)
+                    d = y - green @ (coupling @ (y[held] - target))
                 else:
                     rhs[held] += self.pull * d[held]
                     y = solve(rhs)
@@ -623,6 +657,17 @@ class ActiveSurface:
                 step += 1
         self.vertices = self.rest + d
         self._nearest = nearest
+
+
+def _renumber(old: np.ndarray, pts: np.ndarray, nearest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (N, 3) that replace ``old`` (M, 3) in any order: (indices of the added or moved ones (K,),
+    ``nearest`` (V,) — each vertex's nearest point, indices into ``old`` — renumbered into ``pts``, -1 where
+    that point is gone or moved)."""
+    dist, match = cKDTree(old).query(pts)
+    kept = dist <= 1e-6
+    into = np.full(len(old), -1)
+    into[match[kept]] = np.flatnonzero(kept)
+    return np.flatnonzero(~kept), into[nearest]
 
 
 def _min_distances(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 
 def icosphere(subdivisions: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -77,22 +81,25 @@ def laplacian(faces: np.ndarray, n_vertices: int) -> sp.csr_matrix:
     return (sp.identity(n_vertices, format="csr") - sp.diags(1.0 / deg) @ a).tocsr()
 
 
-def point_distances(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, candidates: int = 16
-                    ) -> np.ndarray:
+def point_distances(points: np.ndarray, vertices: np.ndarray, faces: np.ndarray, candidates: int = 16,
+                    centres: cKDTree | None = None) -> np.ndarray:
     """(N,) exact Euclidean distance from points (N, 3) to a triangle mesh (V, 3), (F, 3), same units.
 
     Each point is tested against the ``candidates`` triangles with the nearest centres (enough for meshes
     of small, even triangles such as fitted templates and marching-cubes surfaces), with the closest point
     on each triangle found by Voronoi regions (Ericson, Real-Time Collision Detection, §5.1.5).
+    ``centres``: a ``scipy.spatial.cKDTree`` of the faces' centres, when the caller keeps one for this mesh
+    (building it is most of the cost for a few points: ≈ 3 ms at 5,120 faces).
     """
     from scipy.spatial import cKDTree
 
     p = np.asarray(points, dtype=float)
-    tri = vertices[faces]
     k = min(candidates, len(faces))
-    idx = cKDTree(tri.mean(axis=1)).query(p, k=k)[1].reshape(len(p), k)
+    if centres is None:
+        centres = cKDTree(vertices[faces].mean(axis=1))
+    idx = centres.query(p, k=k)[1].reshape(len(p), k)
     q = np.repeat(p, k, axis=0)
-    a, b, c = (tri[idx.ravel(), i] for i in range(3))
+    a, b, c = (vertices[faces[idx.ravel(), i]] for i in range(3))
     ab, ac = b - a, c - a
     dot = lambda u, v: np.einsum("ij,ij->i", u, v)  # noqa: E731
     d1, d2 = dot(ab, q - a), dot(ac, q - a)

@@ -7,12 +7,14 @@ Quality: IoU of the rasterized fit against the true mask for each compact shape 
 curved anatomy phantoms (:data:`weaknet.phantoms.THIN_KINDS`) at 1 mm and at 1 × 1 × 2.5 mm, mean and
 worst IoU over seeds and the median distance of the clicks to the rasterized template's surface.
 Rasterization: the voxel-centre inside test against a 4 × 4 × 4 supersampled reference.
+Proposal: the cost of a correcting click on a model's proposal, against the fit it replaced (same run).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from functools import partial
 
 import numpy as np
 
@@ -163,6 +165,7 @@ def run(args) -> int:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"  # effective for BLAS pools not yet started; see the printed note
     latency_table(args.shape, args.repeats)
+    proposal_table(args.repeats)
     labels = None
     if not args.no_quality:
         ns = (10, 25, 50, 125, 250)
@@ -269,6 +272,86 @@ def latency_table(shape: str = "bean", repeats: int = 40) -> list[dict]:
     print("ms; fit+raster: from-scratch fit (CPU); raster: our rasterization (CPU); VTK stencil: "
           "vtkPolyDataToImageStencil into the whole grid (CPU)")
     return rows
+
+
+PROPOSAL_CASES = (("banana", (64, 64, 48), 4), ("banana", (128, 128, 96), 4), ("banana", (64, 64, 48), 5))
+"""(phantom kind, size in voxels at 1 × 1 × 1.5 mm, icosphere subdivisions) of :func:`proposal_table`."""
+
+
+def proposal_table(repeats: int = 40, cases=PROPOSAL_CASES, reference_clicks: int = 5) -> list[dict]:
+    """Print and return the cost (ms, CPU) of a correcting click on a model's proposal
+    (:meth:`weaknet.proposal.Proposal.update`), with the click's mask rasterized into the phantom's grid.
+
+    The "model" misses the far 20 % of a CT phantom's object (seed 0) along its main axis; the clicks are
+    points of the true surface off the proposal. Each timed click re-fits for 1–3 clicks. References in the
+    same run: the fit from scratch with the proposal as rest shape through the same points (the method
+    before, ``reference_clicks`` clicks timed).
+    """
+    from ..phantoms import make_phantom
+    from ..proposal import Proposal
+    from ..rasterize import MaskRasterizer
+    from ..sampling import mask_surface
+
+    print(f"\nProposal, one correcting click (Proposal.update + rasterize), {repeats} clicks per row, one thread; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'phantom':>16} {'vertices':>8} | {'median':>7} {'p95':>7} | {'old fit':>8} {'old/new':>7}")
+    rows = []
+    for kind, size, subdivisions in cases:
+        phantom = make_phantom(kind, "CT", size=size, spacing=(1.0, 1.0, 1.5), seed=0)
+        truth, geometry = phantom.label.array, phantom.label.geometry
+        proposal = Proposal(phantom.label.like(_missing_end(truth, geometry)), subdivisions=subdivisions)
+        raster = MaskRasterizer(geometry)
+        vertices, faces = mask_surface(truth, geometry)
+        off = point_distances_to(vertices, proposal)
+        pool = vertices[np.argsort(-off)[: 4 * repeats : 4]]  # true surface points far off the proposal
+        rng = np.random.default_rng(0)
+        clicks = [pool[rng.choice(len(pool), 1 + r % 3, replace=False)] for r in range(repeats)]
+        new = [_click_ms(proposal.update, c, raster) for c in clicks]
+        old = [_click_ms(partial(_fit_from_scratch, proposal), c, raster) for c in clicks[:reference_clicks]]
+        row = dict(case=f"{kind} {size[0]}×{size[1]}×{size[2]}", vertices=len(proposal.vertices),
+                   median=float(np.median(new)), p95=float(np.percentile(new, 95)), old=float(np.median(old)))
+        rows.append(row)
+        print(f"{row['case']:>16} {row['vertices']:>8} | {row['median']:>7.1f} {row['p95']:>7.1f} | "
+              f"{row['old']:>8.0f} {row['old'] / row['median']:>6.0f}×")
+    print("ms CPU per click (median, p95); old fit: the fit from scratch with the proposal as rest shape "
+          f"(median of {reference_clicks}), in the same run")
+    return rows
+
+
+def _missing_end(truth: np.ndarray, geometry: Geometry, keep: float = 80.0) -> np.ndarray:
+    """uint8 (D, H, W): a model's prediction that misses the object's far (100 − ``keep``) % along its main
+    axis (the object's voxels below that percentile)."""
+    ijk = np.argwhere(truth > 0)[:, ::-1].astype(float)
+    lps = geometry.to_lps(ijk)
+    axis = np.linalg.svd(lps - lps.mean(axis=0), full_matrices=False)[2][0]
+    along = (lps - lps.mean(axis=0)) @ axis
+    out = np.zeros_like(truth, dtype=np.uint8)
+    inside = ijk[along < np.percentile(along, keep)].astype(int)
+    out[inside[:, 2], inside[:, 1], inside[:, 0]] = 1
+    return out
+
+
+def point_distances_to(points: np.ndarray, proposal) -> np.ndarray:
+    """(N,) mm from points (N, 3) to a proposal's mesh."""
+    from ..mesh import point_distances
+
+    return point_distances(points, proposal.vertices, proposal.faces)
+
+
+def _fit_from_scratch(proposal, clicks: np.ndarray):
+    """The correction before: an ActiveSurface fitted from scratch (two passes, fold check) with the
+    proposal's mesh as rest shape through :meth:`~weaknet.proposal.Proposal.points_for` the clicks (N, 3)."""
+    from ..asm import ActiveSurface
+
+    return ActiveSurface(rest_shape=lambda _: proposal.vertices, **proposal._options).fit(proposal.points_for(clicks))
+
+
+def _click_ms(fit, points: np.ndarray, raster) -> float:
+    """CPU time (ms, this thread) of ``fit(points)`` (→ an ActiveSurface) plus rasterizing its mesh."""
+    c0 = time.thread_time()
+    surface = fit(points)
+    raster.update(surface.vertices, surface.faces)
+    return 1e3 * (time.thread_time() - c0)
 
 
 _STATE = ("vertices", "rest", "template", "points", "_normal", "_kind", "_line", "_nearest", "_chosen_at")
