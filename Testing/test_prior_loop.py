@@ -88,6 +88,21 @@ def test_correcting_clicks_are_held_and_as_accurate_as_the_fit_they_replaced(ban
     np.testing.assert_allclose(proposal.update(clicks).vertices, corrected, atol=1e-9)
 
 
+def test_many_correcting_clicks_more_than_the_column_cache_holds(banana):
+    """An annotator who keeps correcting: more clicked vertices than the solver's column cache keeps
+    (COLUMN_CACHE), over many calls (the cache evicted columns the same call still needed: a KeyError found by
+    ``weaknet bench loop``). Every click is held on the surface."""
+    from weaknet.asm import COLUMN_CACHE
+
+    label, truth = banana
+    predicted, _ = _model_missing_an_end(label, truth)
+    proposal = Proposal(predicted)
+    clicks = sample_surface_points(label.array, label.geometry, COLUMN_CACHE + 16)
+    for n in range(40, len(clicks) + 1, 8):
+        surface = proposal.update(clicks[:n])
+    assert point_distances(clicks, surface.vertices, surface.faces).max() < 0.5
+
+
 def test_empty_prediction_is_a_clear_error(banana):
     label, _ = banana
     with pytest.raises(InputError, match="no object"):

@@ -319,9 +319,12 @@ class BandedSolver:
             unit[missing, np.arange(len(missing))] = 1.0
             for v, column in zip(missing, self(unit).T):
                 cache[v] = column
-            while len(cache) > COLUMN_CACHE:
-                cache.pop(next(iter(cache)))
-        return np.stack([cache[int(v)] for v in vertices], axis=1)
+        out = np.stack([cache[int(v)] for v in vertices], axis=1)
+        for v in dict.fromkeys(vertices.tolist()):  # least recently used first
+            cache[int(v)] = cache.pop(int(v))
+        while len(cache) > COLUMN_CACHE:  # after use: one call may need more columns than the cache keeps
+            cache.pop(next(iter(cache)))
+        return out
 
 
 @lru_cache(maxsize=8)
