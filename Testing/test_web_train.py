@@ -99,6 +99,24 @@ def test_start_from_model(trained):
     assert saved == ["Object_2.proposal.npz"]
 
 
+def test_start_from_model_cancelled(trained):
+    """A user who starts from the model and changes their mind: Cancel ends the child process, no object is
+    proposed, the objects and their points stay as they were."""
+    page, _, root, _, _ = trained
+    _open(page, "small.nrrd")
+    objects, points = page.state("objects"), page.state("n_points")
+    errors = page.state("error_count")
+    _click(page, "start-from-model")
+    page.wait_state("proposal_state", "v === 'running'")
+    _click(page, "cancel-proposal")
+    page.wait_state("proposal_state", "v !== 'running'", timeout_ms=30000)
+    assert page.state("proposal_state") == "cancelled", page.state("proposal_message")
+    assert page.state("error_count") == errors, page.state("error_message")
+    assert page.state("objects") == objects and page.state("n_points") == points
+    assert page.page.locator('[data-testid="cancel-proposal"]').count() == 0
+    assert len(list((root / "annotations").glob("*/*.proposal.npz"))) == len(objects) - 1
+
+
 def _open(page, name: str) -> None:
     """Open a volume of the data root's list from the page (nothing when it is the open one)."""
     if page.state("volume_name") == name:

@@ -164,6 +164,7 @@ class AnnotatorApp(TrameApp):
         ctrl.cancel_training = guard(t.cancel)
         ctrl.apply_model = guard(t.apply)
         ctrl.start_from_model = guard(t.start_from_model)
+        ctrl.cancel_proposal = guard(t.cancel_proposal)
         ctrl.cancel_apply = guard(t.cancel_apply)
         ctrl.remove_prediction = guard(t.remove_prediction)
         s.change("prediction_visible")(guard(lambda prediction_visible, **_:

@@ -240,6 +240,14 @@ class TrainingPanel:
 
         asynchronous.create_task(self._follow_proposal())
 
+    def cancel_proposal(self) -> None:
+        """Stop a running Start from model: its child process ends and no object is proposed (the objects and
+        their points stay as they were)."""
+        if not self.proposal_running:
+            raise InputError("the model is not proposing an object")
+        self.proposal_run.cancel()
+        self._show_proposal()
+
     @property
     def proposal_running(self) -> bool:
         return self.proposal_run is not None and not self.proposal_run.finished

@@ -273,6 +273,8 @@ def _training_panel(ctrl) -> None:
                    'title="Run the model and start an object from its prediction; clicks then correct it"'])
         v.VProgressCircular(v_if=("proposal_state === 'running'",), indeterminate=True, size=16, width=2,
                             color="primary")
+        v.VBtn("Cancel", click=ctrl.cancel_proposal, size="small", v_if=("proposal_state === 'running'",),
+               raw_attrs=['data-testid="cancel-proposal"'])
     html.Div("{{ proposal_message }}", classes="text-caption", raw_attrs=['data-testid="proposal-message"'])
     v.VProgressLinear(v_if=("prediction_state === 'running'",), indeterminate=True, height=4, color="success",
                       classes="my-1", raw_attrs=['data-testid="apply-progress"'])
