@@ -20,7 +20,7 @@ from weaknet.nets import build_unet
 from weaknet.padding import pad, pads_for
 from weaknet.patches import PatchSampler
 from weaknet.phantoms import make_phantom
-from weaknet.plan import PATCH_VOXELS, Fingerprint, plan_training
+from weaknet.plan import FULL_STEPS, PATCH_VOXELS, Fingerprint, plan_training
 from weaknet.predict import foreground_probability, load_model, predict_volume
 from weaknet.prepare import TrainingCase
 from weaknet.train import train
@@ -59,6 +59,12 @@ def test_every_planned_value_is_overridable():
     one, _ = plan_training(TrainConfig(budget_minutes=1), _fp((48, 64, 64)), "cpu")
     two, _ = plan_training(TrainConfig(budget_minutes=2), _fp((48, 64, 64)), "cpu")
     assert abs(two.epochs * two.steps_per_epoch - 2 * one.epochs * one.steps_per_epoch) <= two.epochs
+    # full supervision (exact masks) gets FULL_STEPS × the budget's steps, weak and slice labels the budget's
+    full, notes = plan_training(TrainConfig(budget_minutes=1, supervision="full"), _fp((48, 64, 64)), "cpu")
+    slices, _ = plan_training(TrainConfig(budget_minutes=1, supervision="slices"), _fp((48, 64, 64)), "cpu")
+    assert abs(full.epochs * full.steps_per_epoch - FULL_STEPS * one.epochs * one.steps_per_epoch) <= full.epochs
+    assert (slices.epochs, slices.steps_per_epoch) == (one.epochs, one.steps_per_epoch)
+    assert any("full supervision" in n for n in notes)
 
 
 def test_front_end_text_is_parsed_with_the_command_line_limits():

@@ -71,7 +71,8 @@ class TrainConfig:
     weight_near: float = _f(1.0, "W within d of the template boundary", 0.0, 1e3)
     weight_far: float = _f(0.1, "W elsewhere", 0.0, 1e3)
     budget_minutes: float | None = _f(None, "training budget in minutes of the planned device (sets epochs × "
-                                            "steps; planned: 10 on CPU, 30 on a GPU)", 0.05, 1e4, planned=True)
+                                            "steps; planned: 10 on CPU, 30 on a GPU; full supervision takes "
+                                            "twice the steps)", 0.05, 1e4, planned=True)
     epochs: int | None = _f(None, "epochs (validation and checkpoint after each)", 1, 100_000, planned=True)
     steps_per_epoch: int | None = _f(None, "optimiser steps per epoch", 1, 1_000_000, planned=True)
     batch_size: int | None = _f(None, "patches per step", 1, 1024, planned=True)
