@@ -311,17 +311,19 @@ class BandedSolver:
     def columns(self, vertices: np.ndarray) -> np.ndarray:
         """Columns (V, k) of the inverse matrix for vertex indices (k,): the response of every vertex to a unit
         load on each (what :meth:`ActiveSurface.update` needs to pull the clicked vertices implicitly). The
-        last :data:`COLUMN_CACHE` columns are kept, so a vertex dragged over many events costs one solve."""
+        :data:`COLUMN_CACHE` most recently used columns are kept, so a vertex dragged over many events costs one
+        solve."""
         cache = self._columns
-        missing = [int(v) for v in dict.fromkeys(vertices.tolist()) if v not in cache]
+        wanted = [int(v) for v in dict.fromkeys(vertices.tolist())]
+        missing = [v for v in wanted if v not in cache]
         if missing:
             unit = np.zeros((len(self._order), len(missing)))
             unit[missing, np.arange(len(missing))] = 1.0
             for v, column in zip(missing, self(unit).T):
                 cache[v] = column
         out = np.stack([cache[int(v)] for v in vertices], axis=1)
-        for v in dict.fromkeys(vertices.tolist()):  # least recently used first
-            cache[int(v)] = cache.pop(int(v))
+        for v in wanted:  # most recently used last
+            cache[v] = cache.pop(v)
         while len(cache) > COLUMN_CACHE:  # after use: one call may need more columns than the cache keeps
             cache.pop(next(iter(cache)))
         return out
