@@ -93,6 +93,16 @@ def test_incremental_clicks_track_the_from_scratch_fit(fits, geometry):
     assert iou(rasterize_mesh(surface.vertices, surface.faces, geometry), truth) > 0.85
     assert check_mesh(surface.vertices, surface.faces).ok
 
+    # a drag that moves the caller's own array in place (as a front end does) is still seen as a move
+    import copy
+
+    dragged = pts[:50].copy()
+    surface.update(dragged)
+    fresh = copy.deepcopy(surface)
+    dragged[7] += 4.0 * vertex_normals(surface.vertices, surface.faces)[v]
+    surface.update(dragged)
+    np.testing.assert_allclose(surface.vertices, fresh.update(dragged.copy()).vertices, atol=1e-9)
+
 
 def test_thin_c_phantom_is_carved_without_folds():
     """The evidence phantoms' C is a thin ~280° tube (≈ 5 mm radius, 2 mm slices): the bent rest shape

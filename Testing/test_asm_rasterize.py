@@ -66,6 +66,22 @@ def test_mesh_partly_and_fully_outside_the_grid(concave_mesh):
     assert rasterize_mesh(far, concave_mesh[1], geometry).sum() == 0
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_slabs_on_threads_give_the_same_mask(concave_mesh, monkeypatch, threads):
+    """A large box is rasterised in k-slabs on threads: voxel for voxel the one-slab result, also with
+    a slab the mesh misses and at the grid's edge."""
+    import weaknet.rasterize as raster
+
+    geometry = shape_geometry(spacing=(0.9, 1.3, 2.1), oblique=True, extent_mm=60)
+    shifted = concave_mesh[0] + [12.0, 0.0, 0.0]  # partly off the grid
+    single = rasterize_mesh(shifted, concave_mesh[1], geometry)
+    monkeypatch.setattr(raster, "PARALLEL_VOXELS", 1)
+    monkeypatch.setattr(raster, "THREADS", threads)
+    monkeypatch.setattr(raster, "_executor", None)
+    assert len(raster._slabs(0, 40, 10 ** 6)) == threads
+    assert np.array_equal(rasterize_mesh(shifted, concave_mesh[1], geometry), single) and single.sum() > 1000
+
+
 def test_sphere_volume_in_permuted_grid():
     v, f = icosphere(5)
     geometry = Geometry.create((50, 40, 30), (0.7, 0.9, 1.2), (-20.0, 15.0, -18.0),

@@ -335,8 +335,9 @@ def _operators(subdivisions: int, alpha: float, beta: float, taus: tuple[float, 
     settings (they depend on the mesh and the stiffness only, never on the points), so that a new surface
     (first fit, re-fit, undo, another object) costs no factorisation. Read-only after construction.
 
-    Returns unit-sphere vertices (V, 3), faces (F, 3), one :class:`BandedSolver` per stiffness level and
-    the (V, F) vertex-face incidence used for area-weighted vertex normals.
+    Returns unit-sphere vertices (V, 3), faces (F, 3), one :class:`BandedSolver` per stiffness level, the
+    (V, F) vertex-face incidence used for area-weighted vertex normals and each vertex's ring of faces
+    (V, 6) (a vertex with five repeats one).
     """
     unit, faces = mesh.icosphere(subdivisions)
     n = len(unit)
@@ -348,9 +349,13 @@ def _operators(subdivisions: int, alpha: float, beta: float, taus: tuple[float, 
     rows = faces.ravel()
     cols = np.repeat(np.arange(len(faces)), 3)
     incidence = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(faces)))
-    unit.setflags(write=False)
-    faces.setflags(write=False)
-    return unit, faces, solvers, incidence
+    order = np.argsort(rows, kind="stable")
+    start = np.searchsorted(rows[order], np.arange(n))
+    valence = np.diff(np.r_[start, len(rows)])
+    ring = cols[order][start[:, None] + np.minimum(np.arange(6), valence[:, None] - 1)]
+    for array in (unit, faces, ring):
+        array.setflags(write=False)
+    return unit, faces, solvers, incidence, ring
 
 
 class ActiveSurface:
@@ -368,7 +373,7 @@ class ActiveSurface:
     shape (as it does when the kind of rest shape changes): one coarse-to-fine pass of
     ``warm_iterations`` steps instead of a fit from scratch (which it falls back to if that folds);
     tolerance_mm: an update repeats its steps (up to ``max_update_rounds`` times) until every added or
-    moved point lies within this distance of a vertex; bend, tube, sheet: allow the bent-ellipsoid,
+    moved point lies within this distance of the surface; bend, tube, sheet: allow the bent-ellipsoid,
     tube and folded-sheet rest shapes; rest_shape: a callable points (N, 3) → rest shape (V, 3) LPS mm
     on this icosphere's topology that replaces the built-in kinds (a shape prior, a model's proposal:
     :mod:`weaknet.shape_prior`, :mod:`weaknet.proposal`);
@@ -383,7 +388,7 @@ class ActiveSurface:
                  warm_iterations: int = 20,
                  passes: int = 2, tube: bool = True, sheet: bool = True,
                  rest_shape: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        self.unit, self.faces, self._solvers, self._incidence = _operators(
+        self.unit, self.faces, self._solvers, self._incidence, self._ring = _operators(
             int(subdivisions), float(alpha), float(beta), tuple(float(t) for t in taus))
         self._corners = tuple(np.ascontiguousarray(self.faces[:, i]) for i in range(3))  # (F,) each
         self.iterations = iterations
@@ -458,14 +463,14 @@ class ActiveSurface:
         self.template, self._normal, self.points = template, normal, pts
         tree = cKDTree(pts)
         spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))
-        worst = _min_distances(new, self.vertices).max() if len(new) else 0.0
+        worst = self._off_surface(new).max() if len(new) else 0.0
         for _ in range(self.max_update_rounds):
             self._iterate(pts, self._solvers[-1:], self.update_iterations, refresh=self.update_iterations,
                           nearest=nearest, fresh=fresh, tree=(tree, spacing), implicit=fresh)
             nearest = self._nearest
             if not len(new):
                 break
-            before, worst = worst, _min_distances(new, self.vertices).max()
+            before, worst = worst, self._off_surface(new).max()
             if worst <= self.tolerance_mm or worst > STALL * before:  # within tolerance, or no longer closing in
                 break
         return self
@@ -565,6 +570,12 @@ class ActiveSurface:
         if best == "tube":
             self._line = line
         return (*shapes[best], best)
+
+    def _off_surface(self, points: np.ndarray) -> np.ndarray:
+        """(K,) distance (mm) from each of a few points (K, 3) to the mesh: to the faces around its nearest
+        vertex (found by brute force), which hold the closest point on a mesh of even triangles."""
+        nearest = ((points[:, None, :] - self.vertices[None]) ** 2).sum(axis=2).argmin(axis=1)
+        return mesh.face_distances(points, self.vertices, self.faces, self._ring[nearest])
 
     def _forces(self, x: np.ndarray, pts: np.ndarray, nearest: np.ndarray, weight: np.ndarray,
                 vertex: np.ndarray) -> np.ndarray:
@@ -673,8 +684,3 @@ def _renumber(old: np.ndarray, pts: np.ndarray, nearest: np.ndarray) -> tuple[np
     into = np.full(len(old), -1)
     into[match[kept]] = np.flatnonzero(kept)
     return np.flatnonzero(~kept), into[nearest]
-
-
-def _min_distances(points: np.ndarray, vertices: np.ndarray) -> np.ndarray:
-    """(K,) distance from each of a few points (K, 3) to its nearest vertex (V, 3), by brute force."""
-    return np.sqrt(((points[:, None, :] - vertices[None]) ** 2).sum(axis=2).min(axis=1))

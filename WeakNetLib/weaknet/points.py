@@ -139,13 +139,14 @@ def _read_csv(p: Path) -> np.ndarray:
 
 def validate_points(points: np.ndarray, geometry=None, min_points: int = 4,
                     tolerance_mm: float = 1e-3) -> np.ndarray:
-    """Check clicked points (N, 3) LPS mm before a fit and return them as float64.
+    """Check clicked points (N, 3) LPS mm before a fit and return a float64 copy (the caller may go on
+    changing its array in place, e.g. while a point is dragged).
 
     Raises :class:`InputError` for: too few points, NaN/inf, duplicates (closer than ``tolerance_mm``),
     all points collinear or coplanar, and (when ``geometry`` is given) points outside the image. The
     message names the offending point (1-based, as shown in Slicer).
     """
-    pts = np.asarray(points, dtype=float)
+    pts = np.array(points, dtype=float)
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise InputError(f"points must be an (N, 3) array, got shape {pts.shape}")
     bad = ~np.isfinite(pts).all(axis=1)

@@ -8,6 +8,9 @@ mesh's surface and bounding box, not with the grid.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .volume import Geometry
@@ -89,37 +92,91 @@ def rasterize_box(vertices: np.ndarray, faces: np.ndarray, geometry: Geometry
     d1j, d1k = tj[:, 1] - tj[:, 0], tk[:, 1] - tk[:, 0]
     d2j, d2k = tj[:, 2] - tj[:, 0], tk[:, 2] - tk[:, 0]
     det = d1j * d2k - d1k * d2j
-    flat_t = det == 0
     with np.errstate(divide="ignore", invalid="ignore"):
         coef = np.stack([tj[:, 0], tk[:, 0], d2k / det, d2j / det, d1j / det, d1k / det], axis=1)
-    nj_t = np.maximum(jhi - jlo + 1, 0)
-    count = np.where(flat_t, 0, nj_t * np.maximum(khi - klo + 1, 0))
-    t = np.repeat(np.arange(len(faces)), count)
-    if not len(t):
+    jlo[det == 0] = hi[1] + 1  # an edge-on triangle covers no ray
+    rays = _Rays(ti_c, coef, jlo, jhi, klo, khi, lo, ni, nj)
+    block = np.empty((nk, nj, ni), np.uint8)
+    slabs = _slabs(lo[2], hi[2], block.size)
+    if len(slabs) == 1:
+        tried = rays.fill(*slabs[0], block)
+    else:
+        tried = sum(_pool().map(lambda slab: rays.fill(*slab, block), slabs))
+    if not tried:
         return empty, None
-    local = np.arange(len(t)) - np.repeat(np.cumsum(count) - count, count)
-    rj = jlo[t] + local % nj_t[t]
-    rk = klo[t] + local // nj_t[t]
-    c = coef[t]  # (T, 6)
-    qj, qk = rj - c[:, 0], rk - c[:, 1]
-    u = qj * c[:, 2] - qk * c[:, 3]
-    w = qk * c[:, 4] - qj * c[:, 5]
-    hit = (u >= 0) & (w >= 0) & (u + w <= 1)
-    t, u, w, rj, rk = t[hit], u[hit], w[hit], rj[hit], rk[hit]
-    i0 = ti_c[t, 0]
-    crossing = i0 + u * (ti_c[t, 1] - i0) + w * (ti_c[t, 2] - i0)
-    # voxel centres i >= the crossing are toggled; parity along each ray gives inside
-    start = np.clip(np.ceil(crossing).astype(np.int64) - lo[0], 0, ni)
-    width = -(-(ni + 1) // 8) * 8  # row length of the toggles: room for a crossing past the box, whole words
-    flat = ((rk - lo[2]) * nj + (rj - lo[1])) * width + start
-    # parity of the crossings at or before each voxel: a few thousand toggles, then one pass over the box
-    toggles = np.zeros((nk, nj, width), np.uint8)
-    flat.sort()  # a voxel toggled an even number of times (a thin part within one voxel) stays 0
-    ends = np.flatnonzero(np.r_[flat[1:] != flat[:-1], True])
-    toggles.reshape(-1)[flat[ends[np.diff(ends, prepend=-1) % 2 == 1]]] = 1
-    block = np.ascontiguousarray(_prefix_parity(toggles)[:, :, :ni])
     box = (slice(lo[2], hi[2] + 1), slice(lo[1], hi[1] + 1), slice(lo[0], hi[0] + 1))
     return box, block
+
+
+PARALLEL_VOXELS = 400_000
+"""Bounding boxes of at least this many voxels are rasterized in slabs along k on :data:`THREADS` threads
+(numpy releases the GIL in its array loops: 4.6 → 3.4 ms on two idle cores for a liver-sized box of
+1.1 M voxels)."""
+THREADS = min(2, os.cpu_count() or 1)
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    if _executor is None:
+        _executor = ThreadPoolExecutor(THREADS, thread_name_prefix="weaknet-rasterize")
+    return _executor
+
+
+def _slabs(k0: int, k1: int, voxels: int) -> list[tuple[int, int]]:
+    """Inclusive ray-plane k ranges that split [k0, k1] for the threads (one range for a small box)."""
+    parts = THREADS if voxels >= PARALLEL_VOXELS and k1 > k0 else 1
+    edges = np.linspace(k0, k1 + 1, parts + 1).round().astype(int)
+    return [(int(a), int(b) - 1) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+class _Rays:
+    """The triangles of one mesh in a box's index space, ready to be crossed with the lattice rays along i.
+
+    ti_c (F, 3): corner i; coef (F, 6): first corner (j, k) and the barycentric coefficients; jlo, jhi, klo, khi
+    (F,): each triangle's inclusive ray range (clipped to the box); lo (3,): the box's first voxel; ni, nj: its
+    size along i and j.
+    """
+
+    def __init__(self, ti_c, coef, jlo, jhi, klo, khi, lo, ni, nj) -> None:
+        self.ti_c, self.coef, self.jlo, self.jhi, self.klo, self.khi = ti_c, coef, jlo, jhi, klo, khi
+        self.lo, self.ni, self.nj = lo, ni, nj
+
+    def fill(self, k0: int, k1: int, block: np.ndarray) -> int:
+        """Write the inside/outside of the rays with k in [k0, k1] into their rows of ``block`` (nk, nj, ni)
+        uint8; returns the number of (ray, triangle) pairs tried (0: the mesh covers none of these rays)."""
+        lo, ni, nj = self.lo, self.ni, self.nj
+        klo, khi = np.maximum(self.klo, k0), np.minimum(self.khi, k1)
+        nj_t = np.maximum(self.jhi - self.jlo + 1, 0)
+        count = nj_t * np.maximum(khi - klo + 1, 0)
+        rows = block[k0 - lo[2]:k1 - lo[2] + 1]
+        t = np.repeat(np.arange(len(count)), count)
+        if not len(t):
+            rows[...] = 0
+            return 0
+        candidates = len(t)
+        local = np.arange(candidates) - np.repeat(np.cumsum(count) - count, count)
+        rj = self.jlo[t] + local % nj_t[t]
+        rk = klo[t] + local // nj_t[t]
+        c = self.coef[t]  # (T, 6)
+        qj, qk = rj - c[:, 0], rk - c[:, 1]
+        u = qj * c[:, 2] - qk * c[:, 3]
+        w = qk * c[:, 4] - qj * c[:, 5]
+        hit = (u >= 0) & (w >= 0) & (u + w <= 1)
+        t, u, w, rj, rk = t[hit], u[hit], w[hit], rj[hit], rk[hit]
+        i0 = self.ti_c[t, 0]
+        crossing = i0 + u * (self.ti_c[t, 1] - i0) + w * (self.ti_c[t, 2] - i0)
+        # voxel centres i >= the crossing are toggled; parity along each ray gives inside
+        start = np.clip(np.ceil(crossing).astype(np.int64) - lo[0], 0, ni)
+        width = -(-(ni + 1) // 8) * 8  # row length of the toggles: room for a crossing past the box, whole words
+        flat = ((rk - k0) * nj + (rj - lo[1])) * width + start
+        # parity of the crossings at or before each voxel: a few thousand toggles, then one pass over the rows
+        toggles = np.zeros((k1 - k0 + 1, nj, width), np.uint8)
+        flat.sort()  # a voxel toggled an even number of times (a thin part within one voxel) stays 0
+        ends = np.flatnonzero(np.r_[flat[1:] != flat[:-1], True])
+        toggles.reshape(-1)[flat[ends[np.diff(ends, prepend=-1) % 2 == 1]]] = 1
+        rows[...] = _prefix_parity(toggles)[:, :, :ni]
+        return candidates
 
 
 def _prefix_parity(toggles: np.ndarray) -> np.ndarray:

@@ -693,8 +693,8 @@ class AnnotationSession:
                     self._session_dirty = True
             finally:
                 dirty, self._session_dirty = self._session_dirty, False
-            if dirty and self.autosave_dir:
-                self._autosave(self._write_session_file)
+            if dirty and self.autosave_dir and not (event == "PointAddedEvent" and _last_defined(caller)):
+                self._autosave(self._write_session_file)  # (a point added defined: at its PositionDefined)
             if event == "PointPositionDefinedEvent":
                 self._notify()
         except Exception as exc:  # noqa: BLE001 - an observer must never raise into Slicer's event loop
@@ -917,6 +917,13 @@ class AnnotationSession:
                 callback(self)
             except Exception:  # noqa: BLE001 - a broken listener must not break the session
                 log.exception("WeakNet: a session listener failed")
+
+
+def _last_defined(markups_node) -> bool:
+    """Whether the node's last control point is defined: a point added so (``AddControlPoint``) is followed,
+    in the same call, by its PointPositionDefinedEvent, which counts the click."""
+    n = markups_node.GetNumberOfControlPoints() if markups_node is not None else 0
+    return n > 0 and markups_node.GetNthControlPointPositionStatus(n - 1) == markups_node.PositionDefined
 
 
 def _weak(method, *bound):
