@@ -41,6 +41,23 @@ def test_checks_catch_open_flipped_and_self_intersecting_meshes():
     assert len(self_intersections(dented, f)) == 0
 
 
+def test_star_shaped_meshes_skip_the_pair_search(monkeypatch):
+    """A mesh star-shaped from its centroid is passed without the pair search; the search agrees. Nested
+    spheres (every face turns outwards, but two sheets) and a fold are not taken for star-shaped."""
+    import weaknet.mesh as mesh
+
+    v, f = icosphere(3)
+    bumpy = v * (1.0 + 0.3 * np.sin(3 * v[:, :1]) * np.cos(2 * v[:, 1:2])) * [3.0, 1.0, 1.5]
+    assert mesh._star_shaped(bumpy[f], f)
+    nested_v, nested_f = np.vstack([v, 0.5 * v]), np.vstack([f, f + len(v)])
+    assert not mesh._star_shaped(nested_v[nested_f], nested_f)
+    folded = v.copy()
+    folded[0] = -1.3 * v[0]
+    assert not mesh._star_shaped(folded[f], f)
+    monkeypatch.setattr(mesh, "_star_shaped", lambda *_: False)
+    assert len(self_intersections(bumpy, f)) == 0 and len(self_intersections(nested_v, nested_f)) == 0
+
+
 def test_two_touching_spheres_intersect():
     v, f = icosphere(2)
     both_v = np.vstack([v, v + [1.5, 0, 0]])
