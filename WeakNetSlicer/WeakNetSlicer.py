@@ -33,6 +33,9 @@ SAMPLE_NAME = "WeakNetPhantom"
 TORCH_REQUIREMENT = ">=2.8"
 """The torch PyTorch Utils installs: what the MONAI release WeakNet is tested with (1.6) requires."""
 POLL_INTERVAL_MS = 500
+REFINE_DELAY_MS = 30
+"""A template's refinement after a click (``AnnotationSession.later``) is polled this often on the GUI thread;
+it runs on a worker thread meanwhile."""
 
 
 #
@@ -498,6 +501,8 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
 
         if cls.controller is None or cls.controller.scene is not slicer.mrmlScene:
             cls.controller = AnnotationController(slicer.mrmlScene, volumes_logic=slicer.modules.volumes.logic())
+            # a click is answered at once; the rest shape's re-decision runs after the views showed it
+            cls.controller.later = lambda work: qt.QTimer.singleShot(REFINE_DELAY_MS, work)
             cls.controller.add_listener(cls._onStatus)
         if autosaveDirectory:
             cls.controller.autosave_root = pathlib.Path(autosaveDirectory)

@@ -27,6 +27,7 @@ proposal) through points, some of them held exactly, in four steps.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from typing import Callable
 
@@ -302,6 +303,7 @@ class BandedSolver:
         ab[band + p.row[upper] - p.col[upper], p.col[upper]] = p.data[upper]
         self._factor = cholesky_banded(ab).astype(np.float32)
         self._columns: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, rhs: np.ndarray) -> np.ndarray:
         """Solve for rhs (V, k); returns float64 (V, k)."""
@@ -312,7 +314,11 @@ class BandedSolver:
         """Columns (V, k) of the inverse matrix for vertex indices (k,): the response of every vertex to a unit
         load on each (what :meth:`ActiveSurface.update` needs to pull the clicked vertices implicitly). The
         :data:`COLUMN_CACHE` most recently used columns are kept, so a vertex dragged over many events costs one
-        solve."""
+        solve. Thread-safe (a template may be refined on a worker thread while clicks are answered)."""
+        with self._lock:
+            return self._cached_columns(vertices)
+
+    def _cached_columns(self, vertices: np.ndarray) -> np.ndarray:
         cache = self._columns
         wanted = [int(v) for v in dict.fromkeys(vertices.tolist())]
         missing = [v for v in wanted if v not in cache]
@@ -411,6 +417,7 @@ class ActiveSurface:
         self._normal: np.ndarray | None = None  # bend-plane normal of a bent or tube rest shape
         self._kind = "ellipsoid"  # kind of rest shape (see _rest_shape)
         self._line: np.ndarray | None = None  # centre line (64, 3) of a tube rest shape
+        self._refine = False  # see needs_refine
 
     def fit(self, points_lps: np.ndarray) -> "ActiveSurface":
         """Fit from scratch through points (N, 3) LPS mm (validated: ≥ 4, distinct, not coplanar).
@@ -421,6 +428,7 @@ class ActiveSurface:
         pts = validate_points(points_lps)
         self.template, self._normal, self._kind = self._rest_shape(pts, None)
         self._chosen_at = len(pts)
+        self._refine = False
         self.points = pts
         pull = self.pull
         try:
@@ -438,29 +446,55 @@ class ActiveSurface:
             self.pull = pull
         return self
 
-    def update(self, points_lps: np.ndarray) -> "ActiveSurface":
-        """Re-fit for a changed point set (N, 3) LPS mm, warm-started from the current mesh."""
+    def update(self, points_lps: np.ndarray, defer: bool = False) -> "ActiveSurface":
+        """Re-fit for a changed point set (N, 3) LPS mm, warm-started from the current mesh.
+
+        ``defer``: when the update would re-decide the kind of rest shape or restart from a new one (most of
+        the first ≈ 20 clicks: 15–150 ms instead of ≈ 5), keep the rest shape for now and only follow the
+        points from the current mesh; :attr:`needs_refine` is then True until :meth:`refine` (or a later
+        update that needs neither) does the rest, e.g. once a front end has shown the click.
+        """
         if self.vertices is None:
             return self.fit(points_lps)
         pts = validate_points(points_lps)
         # re-decide the kind of rest shape only once the point count changed by 10 %
         decide = abs(len(pts) - self._chosen_at) >= 0.1 * self._chosen_at
+        if decide and defer:
+            return self._follow(pts, refine=True)
         template, normal, kind = self._rest_shape(pts, self._normal, keep=self._kind,
                                                   only=None if decide else self._kind)
         shift = template - self.template
         if kind != self._kind or np.max(np.linalg.norm(shift, axis=1)) > self.refit_mm:
-            return self._restart(pts, template, normal, kind)
+            return self._follow(pts, refine=True) if defer else self._restart(pts, template, normal, kind)
         if decide:
             self._chosen_at = len(pts)
+        self.vertices += shift
+        self.rest += shift
+        self.template, self._normal = template, normal
+        return self._follow(pts)
+
+    @property
+    def needs_refine(self) -> bool:
+        """Whether a deferred :meth:`update` left the rest shape to :meth:`refine`."""
+        return self._refine
+
+    def refine(self) -> "ActiveSurface":
+        """What deferred updates left out: the rest shape re-decided for the current points and, where it
+        changed, the restart from it; the surface is then what ``update`` without ``defer`` gives (up to the
+        few steps of the follow). Does nothing when :attr:`needs_refine` is False."""
+        return self.update(self.points) if self._refine else self
+
+    def _follow(self, pts: np.ndarray, refine: bool = False) -> "ActiveSurface":
+        """The update's steps from the current mesh and rest shape towards validated points (N, 3) LPS mm;
+        ``refine``: what :attr:`needs_refine` says afterwards."""
+        self._refine = refine
         old = self.points
         if len(pts) >= len(old) and np.array_equal(pts[:len(old)], old):  # appended: indices unchanged
             fresh, nearest = np.arange(len(old), len(pts)), self._nearest
         else:  # the added or moved points (indices into pts); the last fit's correspondences renumbered
             fresh, nearest = _renumber(old, pts, self._nearest)
         new = pts[fresh]
-        self.vertices += shift
-        self.rest += shift
-        self.template, self._normal, self.points = template, normal, pts
+        self.points = pts
         tree = cKDTree(pts)
         spacing = float(np.median(tree.query(pts, k=2)[0][:, 1]))
         worst = self._off_surface(new).max() if len(new) else 0.0
@@ -481,6 +515,7 @@ class ActiveSurface:
         ``warm_iterations`` steps from the new rest shape, about a sixth of a fit from scratch. When a tube or
         sheet folds there (thin kinds chosen on few points of a compact shape), the pass is redone from the
         best compact kind (bent or ellipsoid); the full :meth:`fit` runs only when a compact kind folds."""
+        self._refine = False
         while True:
             self.template, self._normal, self._kind, self.points = template, normal, kind, pts
             self._chosen_at = len(pts)

@@ -67,8 +67,8 @@ class AnnotationController:
     scene: the ``vtkMRMLScene``; autosave_root: where session folders go (None: no autosave);
     volumes_logic: to load a session's volume file when reopening without a volume node; fit_options: for
     :class:`weaknet.asm.ActiveSurface`. :attr:`placing`: whether clicks place points (it holds across volumes
-    and objects; the scene's interaction node is followed). :attr:`drop_outside_clicks`: given to every
-    session (:attr:`AnnotationSession.drop_outside_clicks`).
+    and objects; the scene's interaction node is followed). :attr:`drop_outside_clicks` and :attr:`later`:
+    given to every session (:attr:`AnnotationSession.drop_outside_clicks`, :attr:`AnnotationSession.later`).
     """
 
     def __init__(self, scene, autosave_root: str | Path | None = None, volumes_logic=None,
@@ -81,6 +81,7 @@ class AnnotationController:
         self.session: AnnotationSession | None = None
         self.placing = False
         self.drop_outside_clicks = False  # see AnnotationSession.drop_outside_clicks
+        self.later: Callable[[Callable[[], None]], None] | None = None  # see AnnotationSession.later
         self._listeners: list[Callable[[AnnotationStatus], None]] = []
         interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
         self._interaction_tag = None
@@ -110,7 +111,7 @@ class AnnotationController:
         session = self.sessions.get(volume_node.GetID())
         if session is None or session.closed or session.volume_node is not volume_node:
             session = self._start(volume_node)
-            session.drop_outside_clicks = self.drop_outside_clicks
+            session.drop_outside_clicks, session.later = self.drop_outside_clicks, self.later
             session.add_listener(self._on_session)
             self.sessions[volume_node.GetID()] = session
         self.session = session

@@ -36,6 +36,7 @@ import logging
 import threading
 import weakref
 import zipfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,7 @@ class TargetObject:
     dragging: bool = False
     drag_recorded: bool = False
     proposal: object | None = None
+    refining: Future | None = None  # the refinement of its template running on a worker thread
 
     @property
     def segment_id(self) -> str:
@@ -213,6 +215,10 @@ class AnnotationSession:
         """Take back any newly placed point while set (a front end sets it for a drag that Slicer's place mode
         would end with a point, e.g. rotating the 3D view)."""
         self._dropped_placement = False
+        self.later: Callable[[Callable[[], None]], None] | None = None
+        """How a front end runs work after it has shown a click (e.g. a GUI timer): given, a point event
+        answers with the quick follow of ``ActiveSurface.update(defer=True)`` and the rest shape's re-decision
+        (15–150 ms in the first ≈ 20 clicks) runs through it; None: all at once."""
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
         threading.Thread(target=_prepare_fits, args=(self.fit_options,), name="weaknet-asm-setup",
@@ -323,14 +329,14 @@ class AnnotationSession:
     def _show(self, obj: TargetObject, surface) -> None:
         """Show ``surface`` (an ActiveSurface or None) as ``obj``'s template for its present points; autosave."""
         obj.fitted_points = obj.points_lps  # as the node holds them (read back)
-        self._show_surface(obj, surface, obj.fitted_points)
+        self._show_surface(obj, surface, obj.fitted_points, refine=False)  # exactly what was shown
         self._save_points(obj)
         self._save_templates()
 
-    def _show_surface(self, obj: TargetObject, surface, points: np.ndarray) -> None:
+    def _show_surface(self, obj: TargetObject, surface, points: np.ndarray, refine: bool = True) -> None:
         """Make ``surface`` (an ActiveSurface fitted through ``points`` (N, 3) LPS, or None: no template)
         ``obj``'s template: its mask updated within the old and new bounding boxes, its segment given the new
-        box and the mesh as closed surface."""
+        box and the mesh as closed surface; ``refine``: what a deferred update left is handed to :attr:`later`."""
         from weaknet.rasterize import MaskRasterizer
 
         obj.surface = surface
@@ -345,6 +351,8 @@ class AnnotationSession:
         obj.offset = tuple(int(b.start) for b in obj.rasterizer.box)
         obj.template_points = points
         self._write_segment(obj, obj.block, nodes.surface_polydata(surface.vertices, surface.faces))
+        if refine and self.later is not None and getattr(surface, "needs_refine", False) and not obj.dragging:
+            self._refine_later(obj)
 
     @property
     def can_undo(self) -> bool:
@@ -449,12 +457,60 @@ class AnnotationSession:
             surface = ActiveSurface(**self.fit_options)
             surface.fit(points)
         else:
-            surface.update(points)
+            surface.update(points, defer=self.later is not None)
         self._show_surface(obj, surface, points)
         self._save_templates()
-        voxels = int(np.count_nonzero(obj.block)) if obj.block is not None else 0
-        self._set_status(f"{obj.name}: template fitted through {len(points)} points ({voxels} voxels)", "info")
+        self._fitted_status(obj)
         return True
+
+    def _fitted_status(self, obj: TargetObject) -> None:
+        voxels = int(np.count_nonzero(obj.block)) if obj.block is not None else 0
+        self._set_status(f"{obj.name}: template fitted through {len(obj.template_points)} points ({voxels} voxels)",
+                         "info")
+
+    def _refine_later(self, obj: TargetObject) -> None:
+        """Refine ``obj``'s template (its rest shape re-decided) once :attr:`later` runs (the front end showed the
+        click): on a private copy in a worker thread, so that the clicks meanwhile are answered at once, shown
+        (through :attr:`later` again) if the template is still the one copied; if the points changed
+        meanwhile, the newest template is refined next. One refinement per object at a time; during a drag,
+        none (its end starts one); after an undo or a fit afresh, none (the template is shown as it is)."""
+        if obj.refining is not None or obj.dragging:
+            return
+        surface = obj.surface
+        obj.refining = Future()  # to be started
+        candidate = None
+
+        def start() -> None:
+            nonlocal candidate
+            if self.closed or obj not in self.objects or obj.surface is not surface or obj.dragging \
+                    or not surface.needs_refine:
+                obj.refining = None
+                return
+            candidate = snapshot(surface)
+            obj.refining = _refiner().submit(candidate.refine)
+            self.later(apply)
+
+        def apply() -> None:
+            if not obj.refining.done():
+                self.later(apply)
+                return
+            done, obj.refining = obj.refining, None
+            if self.closed or obj not in self.objects or obj.dragging or obj.surface is not surface:
+                return
+            if not np.array_equal(surface.points, candidate.points):  # overtaken by a click: refine the newest
+                if surface.needs_refine:
+                    self._refine_later(obj)
+                return
+            try:
+                done.result()
+                self._show_surface(obj, candidate, obj.template_points)
+                self._save_templates()
+                self._fitted_status(obj)
+            except Exception as exc:  # noqa: BLE001 - called from a GUI timer: report, never raise
+                log.exception("WeakNet: refining %s failed", obj.name)
+                self._set_status(f"{obj.name}: refining the template failed ({exc}); your points are kept", "error")
+
+        self.later(start)
 
     def _correct_proposal(self, obj: TargetObject, points: np.ndarray) -> bool:
         """``obj``'s template from its proposal corrected by its points (N, 3) LPS, any number of them
@@ -730,6 +786,8 @@ class AnnotationSession:
     def _on_drag(self, obj: TargetObject, dragging: bool, caller=None, vtk_event=None) -> None:
         obj.dragging, obj.drag_recorded = dragging, False
         if not dragging:
+            if self.later is not None and getattr(obj.surface, "needs_refine", False):
+                self._refine_later(obj)
             self._save_templates(now=True)
             self._notify()
 
@@ -942,6 +1000,16 @@ def _weak(method, *bound):
     if hasattr(method, "CallDataType"):
         call.CallDataType = method.CallDataType
     return call
+
+
+_REFINER: list[ThreadPoolExecutor] = []
+
+
+def _refiner() -> ThreadPoolExecutor:
+    """The one worker thread that refines templates (``ActiveSurface.refine`` on private copies)."""
+    if not _REFINER:
+        _REFINER.append(ThreadPoolExecutor(1, thread_name_prefix="weaknet-refine"))
+    return _REFINER[0]
 
 
 def _prepare_fits(fit_options: dict) -> None:

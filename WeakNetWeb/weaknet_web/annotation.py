@@ -24,6 +24,12 @@ HOVER_SETTLE_S = 0.3
 dragged point too (:meth:`AnnotationPanel.render_pointer_view`)."""
 HOLD_PERIOD_S = 0.25
 """Longest the other views are held back while the mouse keeps moving over one (≈ 4 frames/s each)."""
+REFINE_POLL_S = 0.01
+REFINE_SEND_S = 0.03
+REFINE_WAIT_S = 0.5
+"""A template's refinement (the rest shape re-decided after a click, :attr:`AnnotationSession.later`) waits
+until every slice view has pushed the click's frame (it blocks the event loop that sends them), polled
+every :data:`REFINE_POLL_S`, at most this long, then :data:`REFINE_SEND_S` for the frames to go out."""
 
 
 def flush_soon(state) -> None:
@@ -226,6 +232,20 @@ class AnnotationPanel:
             for button in ("Left", "Middle", "Right"):
                 interactor.AddObserver(f"{button}ButtonPressEvent", press, 100.0)
                 interactor.AddObserver(f"{button}ButtonReleaseEvent", release, 100.0)  # before Slicer's widgets
+
+    def after_frames(self, work) -> None:
+        """Run ``work`` (a template's refinement) on the server's event loop once the slice views have
+        delivered what changed, or after :data:`REFINE_WAIT_S` (the app's :attr:`AnnotationSession.later`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REFINE_WAIT_S
+
+        def attempt() -> None:
+            if loop.time() < deadline and not self.app.frames.slices_shown():
+                loop.call_later(REFINE_POLL_S, attempt)
+            else:  # pushed; the frames still go out through the event loop that the work will block
+                loop.call_later(REFINE_SEND_S, work)
+
+        loop.call_later(REFINE_POLL_S, attempt)
 
     def release_views(self) -> None:
         """Let every view held back by :meth:`render_pointer_view` render again (once, at once)."""

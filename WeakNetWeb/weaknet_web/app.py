@@ -61,6 +61,7 @@ class AnnotatorApp(TrameApp):
         self.volume_path: Path | None = None
         self.loaded_segmentation = None
         self.annotation = AnnotationPanel(self)
+        self.annotation.controller.later = self.annotation.after_frames  # clicks are answered on the loop
         views = self.slicer.view_manager
         self.annotation.ignore_drags(views.get_threed_views(), views.get_views())
         self.annotation.rotate_while_placing(views.get_threed_views())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from pathlib import Path
 
 
@@ -16,6 +17,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 MESSAGE_MARGIN = 16 * 2**20  # websocket messages other than uploads are far smaller
+SWITCH_INTERVAL_S = 0.0005
+"""How long the interpreter lets one thread hold the GIL when another waits (Python's default: 5 ms): a
+template refined on a worker thread must not hold up the click being answered, many short steps each."""
 
 
 def limit_message_size(max_bytes: int) -> None:
@@ -48,6 +52,7 @@ def serve(*, data_root: str | Path, volume: str | None = None, host: str = "127.
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .app import AnnotatorApp
 
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     port = port or free_port(host)
     limit_message_size(int(max_upload_mb * 2**20) + MESSAGE_MARGIN)
     app = AnnotatorApp(data_root=data_root, volume=volume, max_upload_mb=max_upload_mb,
