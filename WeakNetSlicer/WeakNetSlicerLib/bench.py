@@ -1,7 +1,7 @@
 """Benchmark of the live loop on the real Slicer core: a point added or moved → the template in its segment.
 
     python -m WeakNetSlicerLib.bench [--volumes 256 512] [--points 25 50 125 250] [--events 20]
-                                     [--subdivisions 4] [--no-autosave]
+                                     [--subdivisions 4] [--no-autosave] [--later]
 
 For each volume (256³ at 1 mm; 512×512×300 at 0.7×0.7×1.5 mm, a CT's grid) and each point count, an
 object of about 200 mm (a bean as long as a liver) gets its points in one batch, then ``--events`` point
@@ -11,7 +11,9 @@ call until the session has updated the segment (re-fit, box rasterisation, segme
 points autosaved, templates handed to the background writer). Reference, measured in the same run on the
 same point sets: the library alone (``ActiveSurface.update`` + ``rasterize_box``). Slicer's rendering is not
 included. Prints one table row per volume and point count, wall-clock and CPU time (``time.thread_time``: the
-interactive thread's own work, without the waits for the shared cores), with the load average.
+interactive thread's own work, without the waits for the shared cores), with the load average. ``--later``:
+as the front ends run it (``AnnotationSession.later``): an event re-fits with the quick follow, and the rest
+shape's re-decision it leaves runs on the worker thread after the event, untimed, before the next one.
 """
 
 from __future__ import annotations
@@ -52,8 +54,9 @@ def _volume_node(scene, key: int):
 
 
 def run(volumes=(256, 512), points=(25, 50, 125, 250), events: int = 20, subdivisions: int = 4,
-        autosave: bool = True) -> list[dict]:
-    """Per volume and point count: the event → segment times and the library-only times (ms, lists)."""
+        autosave: bool = True, later: bool = False) -> list[dict]:
+    """Per volume and point count: the event → segment times and the library-only times (ms, lists);
+    ``later``: refinements deferred (see the module docstring)."""
     from weaknet.asm import ActiveSurface
     from weaknet.coords import lps_to_ras
     from weaknet.rasterize import rasterize_box
@@ -74,6 +77,9 @@ def run(volumes=(256, 512), points=(25, 50, 125, 250), events: int = 20, subdivi
                 pool = surface_pool(n + adds)
                 session = AnnotationSession(core.scene, volume, autosave_dir=Path(tmp) / f"{key}_{n}" if autosave
                                             else None, fit_options={"subdivisions": subdivisions})
+                queue: list = []
+                if later:
+                    session.later = queue.append
                 obj = session.add_object(f"n{n}")
                 with session.batch():
                     nodes.set_control_points_lps(obj.markups_node, pool[:n])
@@ -91,12 +97,16 @@ def run(volumes=(256, 512), points=(25, 50, 125, 250), events: int = 20, subdivi
                         obj.markups_node.SetNthControlPointPosition(len(current) - 1, *lps_to_ras(current[-1]))
                     loop.append(time.perf_counter() - t0)
                     loop_cpu.append(time.thread_time() - c0)
+                    while queue:  # what a front end does once it has shown the event
+                        queue.pop(0)()
+                        time.sleep(0.001)
                     assert session.status_level == "info", session.status
                     t0, c0 = time.perf_counter(), time.thread_time()
-                    reference.update(current)
+                    reference.update(current, defer=later)
                     rasterize_box(reference.vertices, reference.faces, geometry)
                     library.append(time.perf_counter() - t0)
                     library_cpu.append(time.thread_time() - c0)
+                    reference.refine()  # untimed, as the bridge's
                 t0 = time.perf_counter()
                 session.flush()
                 flush = time.perf_counter() - t0
@@ -121,13 +131,16 @@ def main(argv=None) -> int:
     parser.add_argument("--events", type=int, default=20)
     parser.add_argument("--subdivisions", type=int, default=4, help="icosphere level: 4 → 2,562, 5 → 10,242 vertices")
     parser.add_argument("--no-autosave", action="store_true")
+    parser.add_argument("--later", action="store_true", help="defer the rest shape's re-decision (front ends)")
     args = parser.parse_args(argv)
     load_before = os.getloadavg()[0]
-    rows = run(tuple(args.volumes), tuple(args.points), args.events, args.subdivisions, not args.no_autosave)
+    rows = run(tuple(args.volumes), tuple(args.points), args.events, args.subdivisions, not args.no_autosave,
+               args.later)
     load_after = os.getloadavg()[0]
     autosave = "off" if args.no_autosave else "on"
     print(f"point event → segment updated, real Slicer core (headless), autosave {autosave}, "
-          f"icosphere level {args.subdivisions}; {args.events} events per row (clicks and drag steps "
+          f"icosphere level {args.subdivisions}, refinement {'deferred' if args.later else 'at once'}; "
+          f"{args.events} events per row (clicks and drag steps "
           f"alternating); load average {load_before:.2f} → {load_after:.2f}")
     print("| volume | points | template voxels | event → segment median / p95 (ms) | CPU median / p95 (ms) "
           "| library only median / p95 (ms) | library CPU median / p95 (ms) | bridge / library | "

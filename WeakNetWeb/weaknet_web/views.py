@@ -65,11 +65,6 @@ class FrameCounter:
         frames = self._state.frames or {}
         return all(int(frames.get(v, 0)) >= self.revision for v in self._slice_views)
 
-    def slices_shown(self) -> bool:
-        """Whether every slice view has delivered a frame of the current revision (or needed none)."""
-        frames = self._state.frames or {}
-        return all(int(frames.get(v, 0)) >= self.revision for v in self._slice_views)
-
     def bump(self, settle: bool = False) -> int:
         self.revision += 1
         self._state.revision = self.revision
