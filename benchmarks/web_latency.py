@@ -1,9 +1,12 @@
 """Click → template overlay latency of the browser annotator, measured in the browser.
 
 Starts ``weaknet app`` on a phantom, opens it in headless Chromium, places 6 points (coronal + sagittal
-planes) so a template exists, then clicks N more points of the phantom's surface on three axial planes.
-For each click the page itself times (``performance.now()`` from the ``mousedown`` event, polled every
-animation frame):
+planes) so a template exists, then clicks N more points of the phantom's surface on three axial planes,
+alternately after a pause of ``--pause-ms`` (a hand's pace: placing a point on a surface takes an annotator
+well over half a second) and back to back (the next click as soon as the last one's overlay shows, while
+the server still finishes that click: the 3-D view, the template's refinement). Rows for both. For each
+click the page itself times (``performance.now()`` from the ``mousedown`` event, polled every animation
+frame):
 
 - click → points:  the page's point count shows the click (the server placed it and re-fitted),
 - click → overlay: the clicked view, then all three slice views, delivered a frame showing the new template.
@@ -16,7 +19,7 @@ floor), renders per view while the mouse only hovers over the axial view (the po
 place mode off, a point dragged across the axial view at a hand's pace and again as fast as playwright sends
 the moves: moves sent, re-fits and frames the axial view delivered per second.
 
-    .venv/bin/python benchmarks/web_latency.py [--clicks 20] [--kind bean] [--size 64 64 48]
+    .venv/bin/python benchmarks/web_latency.py [--clicks 30] [--pause-ms 500] [--kind bean] [--size 64 64 48]
 """
 
 from __future__ import annotations
@@ -54,9 +57,10 @@ RENDER_JS = """async (views) => {
 }"""
 
 
-def measure_clicks(page: testing.AppPage, label, plan) -> dict[str, list[float]]:
-    """Click as planned; per click, ms from mousedown to: point count, overlay in the view, in all views."""
-    out = {"points": [], "view": [], "all": []}
+def measure_clicks(page: testing.AppPage, label, plan, pause_ms: int) -> dict[str, list[float]]:
+    """Click as planned, every other click after ``pause_ms``; per click, ms from mousedown to: point count,
+    overlay in the view, in all views, and whether it came after the pause."""
+    out = {"points": [], "view": [], "all": [], "paced": []}
     views = list(testing.SLICE_VIEWS)
     for view, offset, count in plan:
         page.scroll(view, offset)
@@ -64,6 +68,9 @@ def measure_clicks(page: testing.AppPage, label, plan) -> dict[str, list[float]]
         for p in testing.plane_surface_points(label.array, label.geometry, debug, {view: count})[view]:
             x, y, _ = page.ras_to_page(view, p, debug)
             k = int(page.state("n_points")) + 1
+            paced = len(out["paced"]) % 2 == 0
+            if paced:
+                page.page.wait_for_timeout(pause_ms)
             page.page.mouse.click(x, y)
             t_points, revision = page.page.evaluate(WAIT_JS, ["points", k, views])
             t_view, _ = page.page.evaluate(WAIT_JS, ["frames", revision, [view]])
@@ -72,6 +79,7 @@ def measure_clicks(page: testing.AppPage, label, plan) -> dict[str, list[float]]
             out["points"].append(t_points - t0)
             out["view"].append(t_view - t0)
             out["all"].append(t_all - t0)
+            out["paced"].append(paced)
     return out
 
 
@@ -146,7 +154,8 @@ def row(name: str, ms: list[float], ref: float) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clicks", type=int, default=20, help="measured clicks (default 20)")
+    parser.add_argument("--clicks", type=int, default=30, help="measured clicks, half of them paced (default 30)")
+    parser.add_argument("--pause-ms", type=int, default=500, help="pause before every other click (default 500)")
     parser.add_argument("--kind", default="bean", help="phantom kind (default bean)")
     parser.add_argument("--size", type=int, nargs=3, default=(64, 64, 48), help="phantom voxels i j k")
     parser.add_argument("--layout", default="Four-up", help="page layout (Four-up | Slices only | ...)")
@@ -167,7 +176,8 @@ def main(argv=None) -> int:
             testing.click_surface(page, phantom.label, [("Green", None, 3), ("Yellow", None, 3)])
             z = testing.axial_offsets(phantom.label, [0.5, 0.8, 0.2])
             per_plane = [args.clicks // 3 + (1 if i < args.clicks % 3 else 0) for i in range(3)]
-            times = measure_clicks(page, phantom.label, [("Red", z[i], n) for i, n in enumerate(per_plane)])
+            times = measure_clicks(page, phantom.label, [("Red", z[i], n) for i, n in enumerate(per_plane)],
+                                   args.pause_ms)
             debug = page.debug()
             extra = testing.plane_surface_points(phantom.label.array, phantom.label.geometry, debug, {"Red": 2})
             per_click = [count_renders(page, lambda p=p: page.click_ras("Red", p, debug)) for p in extra["Red"]]
@@ -183,9 +193,11 @@ def main(argv=None) -> int:
     print("| measured in the browser | n | median ms | p90 ms | min ms | max ms | × reference |")
     print("|---|---|---|---|---|---|---|")
     print(row("render round trip, no fit (reference)", reference, ref))
-    print(row("click → point count shown", times["points"], ref))
-    print(row("click → template overlay in the clicked view", times["view"], ref))
-    print(row("click → overlay in all three slice views", times["all"], ref))
+    paced = np.asarray(times["paced"])
+    for label, pick in ((f"{args.pause_ms} ms after the last click", paced), ("back to back", ~paced)):
+        print(row(f"click → point count shown, {label}", np.asarray(times["points"])[pick], ref))
+        print(row(f"click → template overlay in the clicked view, {label}", np.asarray(times["view"])[pick], ref))
+        print(row(f"click → overlay in all three slice views, {label}", np.asarray(times["all"])[pick], ref))
     views = sorted(per_click[0])
     print()
     print("| renders on the server | " + " | ".join(views) + " |")

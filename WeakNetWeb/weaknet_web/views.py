@@ -21,6 +21,8 @@ from trame_slicer.views import Layout, LayoutDirection, SliceView, ViewLayoutDef
 
 HOLD_S = 0.1
 """Longest a 3-D view's render waits for the slice views' renders."""
+SEND_S = 0.03
+"""Then the 3-D view's render waits this long, for the slice views' frames to be sent."""
 
 
 class FrameCounter:
@@ -101,6 +103,7 @@ class SliceViewsFirst(asyncio.Event):
         deadline = time.monotonic() + HOLD_S
         while time.monotonic() < deadline and self._counter.slice_render_pending():
             await asyncio.sleep(0.002)
+        await asyncio.sleep(SEND_S)  # the slice views' frames go out before this render blocks the loop
         return True
 
 
