@@ -305,6 +305,11 @@ class BandedSolver:
         self._columns: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
+    def __deepcopy__(self, memo) -> "BandedSolver":
+        """Itself: a solver is shared by every surface with the same settings (a deep copy of an
+        :class:`ActiveSurface` shares it too)."""
+        return self
+
     def __call__(self, rhs: np.ndarray) -> np.ndarray:
         """Solve for rhs (V, k); returns float64 (V, k)."""
         x, info = spbtrs(self._factor, rhs[self._order].astype(np.float32), lower=0)
