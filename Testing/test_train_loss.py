@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from weaknet.loss import IGNORE, boundary_weight, weaknet_loss
@@ -118,3 +119,26 @@ def test_sampler_pads_a_volume_smaller_than_the_patch():
     t = batch.target[0]
     assert (t == IGNORE).sum() == 8 * 16 * 16 - 5 * 9 * 12  # padding is ignored by the loss
     assert (t == 1).sum() == 3 * 4 * 5 and (batch.weight[0, 0][t == IGNORE] == 0).all()
+
+
+def test_reconstruction_gradient_into_the_core_net_is_capped():
+    """``WeakNetPair.cap``: the reconstruction branch's gradient into the logits is scaled down to the cap
+    (norm), never up; the reconstruction net's own gradient is untouched; None leaves it as it is."""
+    from weaknet.config import NetConfig
+    from weaknet.nets import WeakNetPair
+
+    torch.manual_seed(0)
+    pair = WeakNetPair(NetConfig(base_channels=4, depth=2), straight_through=None)
+    x = torch.randn(1, 1, 8, 8, 8)
+    grads = {}
+    for cap in (None, 1e-3, 1e3):
+        pair.zero_grad(set_to_none=True)
+        pair.cap[0] = cap
+        logits, recon = pair(x)
+        logits.retain_grad()
+        (1e3 * recon.square().mean()).backward()
+        grads[cap] = (float(logits.grad.norm()), float(next(pair.recon.parameters()).grad.norm()))
+    free, capped, loose = grads[None], grads[1e-3], grads[1e3]
+    assert free[0] > 1e-3 and capped[0] == pytest.approx(1e-3, rel=1e-4)  # scaled down to the cap
+    assert loose[0] == pytest.approx(free[0], rel=1e-6)  # a cap above the gradient changes nothing
+    assert capped[1] == pytest.approx(free[1], rel=1e-6)  # the reconstruction net learns as before

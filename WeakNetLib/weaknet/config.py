@@ -101,6 +101,9 @@ class TrainConfig:
     recon_loss: str = _f("squared", "residual of the reconstruction term: squared, or cauchy (c²·log(1 + r²/c²), "
                                     "c = one standard deviation of the image in the band: residuals a mask cannot "
                                     "explain pull less)", choices=RECON_LOSSES)
+    recon_cap: float = _f(0.0, "most the reconstruction term's gradient into the core net may be, as a share of "
+                               "the segmentation term's (norms over the logits, per step; the mask learns the "
+                               "templates first, the image only corrects it); 0: no cap", 0.0, 1e3)
     recon_net: str = _f("unet", "reconstruction net: unet (the core net's shape, the paper's) or local (three "
                                 "3×3×3 convolutions: renders an edge profile, no texture)", choices=RECON_NETS)
     device: str = _f("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")

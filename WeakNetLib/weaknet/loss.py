@@ -22,6 +22,9 @@ Reductions (exactly), per patch b of a batch of B:
 
       R = (1/B) Σ_b [ Σ_v W_bv log(1 + (X_bv − X̂_bv)² / var_b) ] / Σ_v W_bv
 
+The reconstruction term's gradient into the core net can be capped relative to the segmentation term's
+(``TrainConfig.recon_cap``; :class:`weaknet.nets.WeakNetPair` applies it at the logits).
+
 Relation to the paper's λ_p ≈ 1e-4, whose terms are both *sums* over the voxels of raw intensities:
 λ_p·Σ W(X − X̂)² / Σ CE = λ · R / CE  ⇔  λ = λ_p · ΣW·var_W(X) / N_voxels, e.g. for intensities of variance
 ≈ 300 in the band (8-bit images) and W averaging 0.3 over a patch, λ_p = 1e-4 corresponds to λ ≈ 0.01.

@@ -37,11 +37,30 @@ def build_local_net(width: int = 16) -> nn.Module:
                          nn.Conv3d(width, 1, 3, padding=1))
 
 
+class _GradientCap(torch.autograd.Function):
+    """Identity forward; backward scales the incoming gradient down to norm ``cap[0]`` when it is larger."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, cap: list) -> torch.Tensor:
+        ctx.cap = cap
+        return logits.view_as(logits)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        limit = ctx.cap[0]
+        if limit is not None:
+            norm = float(grad.float().norm())
+            if norm > limit:
+                grad = grad * (limit / norm)
+        return grad, None
+
+
 class WeakNetPair(nn.Module):
     """Core net plus (when ``with_reconstruction``) reconstruction net, as one module (one DDP wrapper).
 
     ``straight_through`` = γ feeds the reconstruction net the thresholded mask (Ŷ ≥ γ) with the gradient of
     Ŷ (straight-through estimator); ``None`` feeds the soft probability Ŷ. ``recon``: one of :data:`RECON_NETS`.
+    :attr:`cap` bounds the reconstruction branch's gradient into the core net's logits (TrainConfig.recon_cap).
 
     ``forward(x)`` returns (logits (B, 2, D, H, W), X̂ (B, 1, D, H, W) or ``None``).
     """
@@ -54,12 +73,15 @@ class WeakNetPair(nn.Module):
         if with_reconstruction:
             self.recon = build_local_net(cfg.base_channels) if recon == "local" else build_unet(cfg, 1, 1)
         self.straight_through = straight_through
+        self.cap: list[float | None] = [None]
+        """The largest norm the reconstruction branch's gradient into the logits may have in the coming backward
+        pass (set by the trainer after the forward pass; None: no cap)."""
 
     def forward(self, x: torch.Tensor):
         logits = self.core(x)
         if self.recon is None:
             return logits, None
-        prob = torch.softmax(logits.float(), dim=1)[:, 1:2]
+        prob = torch.softmax(_GradientCap.apply(logits, self.cap).float(), dim=1)[:, 1:2]
         if self.straight_through is not None:  # forward: the mask Ŷ ≥ γ; backward: gradient of Ŷ
             prob = prob + ((prob >= self.straight_through).float() - prob).detach()
         return logits, self.recon(prob.to(x.dtype))

@@ -280,6 +280,9 @@ class Trainer:
             logits, recon = self.model(x)
         loss, ce, wmse = weaknet_loss(logits, y, x, recon, w, self.config.lambda_ if self.use_recon else 0.0,
                                       self.config.dice, self.config.recon_loss)
+        if self.use_recon and self.config.recon_cap > 0:  # the reconstruction's pull ≤ cap × the templates'
+            seg_grad, = torch.autograd.grad(ce, logits, retain_graph=True)
+            self.pair.cap[0] = self.config.recon_cap * float(seg_grad.float().norm())
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
