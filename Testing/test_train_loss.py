@@ -142,20 +142,3 @@ def test_reconstruction_gradient_into_the_core_net_is_capped():
     assert free[0] > 1e-3 and capped[0] == pytest.approx(1e-3, rel=1e-4)  # scaled down to the cap
     assert loose[0] == pytest.approx(free[0], rel=1e-6)  # a cap above the gradient changes nothing
     assert capped[1] == pytest.approx(free[1], rel=1e-6)  # the reconstruction net learns as before
-
-
-def test_pinned_weight_is_far_near_the_clicks(tmp_path):
-    """``pinned_weight``: W drops to weight_far within the radius (mm, anisotropic grid) of each clicked point
-    and is unchanged elsewhere; points outside the grid are ignored."""
-    from weaknet.points import write_points
-    from weaknet.prepare import pinned_weight
-
-    g = Geometry.create((20, 16, 10), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
-    weight = np.ones(g.shape, np.float32)
-    click = g.to_lps(np.array([[10.0, 8.0, 5.0]]))[0]
-    path = write_points(np.vstack([click, [500.0, 500.0, 500.0]]), tmp_path / "p.mrk.json")
-    out = pinned_weight(weight, path, g, 3.0, 0.1)
-    d = np.linalg.norm(g.to_lps(np.indices(g.shape)[::-1].reshape(3, -1).T.astype(float)) - click, axis=1)
-    expect = np.where(d.reshape(g.shape) <= 3.0, 0.1, 1.0)
-    assert np.allclose(out, expect) and out.dtype == np.float32
-    assert 0 < (out < 1).sum() < 0.2 * out.size

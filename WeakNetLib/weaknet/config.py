@@ -70,9 +70,6 @@ class TrainConfig:
                                        "boundary", 0.0, 1e3)
     weight_near: float = _f(1.0, "W within d of the template boundary", 0.0, 1e3)
     weight_far: float = _f(0.1, "W elsewhere", 0.0, 1e3)
-    pinned_mm: float = _f(0.0, "W = weight_far within this distance (mm) of a clicked point too: the template "
-                               "passes through the click, so there is no boundary to correct (cases with points; "
-                               "0: off)", 0.0, 1e3)
     budget_minutes: float | None = _f(None, "training budget in minutes of the planned device (sets epochs × "
                                             "steps; planned: 10 on CPU, 30 on a GPU; full supervision takes "
                                             "twice the steps)", 0.05, 1e4, planned=True)

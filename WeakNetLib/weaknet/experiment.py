@@ -7,8 +7,7 @@ Protocol (seeded, so a rerun gives the same numbers on the same device):
    first P of the rest (for each P in ``samples``) are annotated.
 2. Points (Weak-Net): N points on each annotated case's true surface
    (:func:`weaknet.annotate.simulate_points`), fitted to templates (:func:`weaknet.template.fit_template`);
-   Weak-Net trains on the points (its training set holds them as ``.mrk.json``, as a user's does; training
-   fits the same templates). *Template alone* = the same annotation of N points on each *test*
+   Weak-Net trains on the templates. *Template alone* = the same annotation of N points on each *test*
    case, its template taken as the segmentation. With ``ablation``, a second net trains on the same
    templates with λ = 0 (cross-entropy only), isolating what the reconstruction term adds.
 3. Slices (baseline): S random slices per annotated case, fully labelled; a U-Net trains on them.
@@ -36,7 +35,6 @@ from .annotate import choose_slices, effort_percent, full_effort, points_effort,
 from .dataset import Case, Dataset, read_dataset, write_dataset
 from .errors import InputError
 from .metrics import evaluate, iou
-from .points import write_points
 from .realdata import labelled_cases
 from .volume import Volume, read_volume, write_volume
 
@@ -163,9 +161,8 @@ class Experiment:
             pts = simulate_points(c.label, n, seed=self.config.seed * 7919 + i, jitter_mm=self.config.jitter_mm)
             tmpl = fit_template(pts, c.label.geometry).mask
             t_ious.append(iou(tmpl, c.label.array))
-            # the clicks themselves, as a user's training set holds them (training fits the same template;
-            # TrainConfig.pinned_mm needs them)
-            entries.append(Case(image=c.image_path, points=write_points(pts, run / "points" / f"{c.name}.mrk.json")))
+            path = write_volume(c.label.like(tmpl), run / "templates" / f"{c.name}.nii.gz")
+            entries.append(Case(image=c.image_path, template=path))
             efforts.append(effort_percent(points_effort(n), self._full[c.name]))
         self.progress(f"Weak-Net P={len(train_cases)} N={n}: templates fitted, training-template IoU "
                       f"{np.mean(t_ious):.3f}; training ...")

@@ -119,30 +119,10 @@ def holdout_split(cases: list[Case], fraction: float, seed: int) -> tuple[list[C
     return [c for i, c in enumerate(cases) if i not in held], [c for i, c in enumerate(cases) if i in held]
 
 
-def pinned_weight(weight: np.ndarray, points_file: Path, geometry, radius_mm: float, far: float) -> np.ndarray:
-    """``weight`` (D, H, W) set to ``far`` within ``radius_mm`` of the points in ``points_file`` (LPS mm)."""
-    from scipy.ndimage import distance_transform_edt
-
-    from .points import read_points
-
-    ijk = np.rint(geometry.to_index(read_points(points_file))).astype(int)
-    inside = np.all((ijk >= 0) & (ijk < np.asarray(geometry.size)), axis=1)
-    seeds = np.ones(weight.shape, bool)
-    seeds[ijk[inside, 2], ijk[inside, 1], ijk[inside, 0]] = False
-    if seeds.all():
-        return weight
-    near = distance_transform_edt(seeds, sampling=np.asarray(geometry.spacing, float)[::-1]) <= radius_mm
-    return np.where(near, np.float32(far), weight).astype(np.float32)
-
-
 def prepare(dataset: Dataset, supervision: str, boundary_distance: float, weight_near: float = 1.0,
             weight_far: float = 0.1, cache_dir: Path | None = None, spacing=None,
-            normalization: Normalization | None = None, holdout: list[Case] | None = None,
-            pinned_mm: float = 0.0) -> Prepared:
+            normalization: Normalization | None = None, holdout: list[Case] | None = None) -> Prepared:
     """Load, resample and normalise every training, held-out and validation case of ``dataset``.
-
-    ``pinned_mm`` > 0: the weak cases' reconstruction weight is ``weight_far`` within that distance of their
-    clicked points (:func:`pinned_weight`).
 
     ``holdout``: training cases of ``dataset`` kept out of training (targets built as for training).
     ``spacing``/``normalization`` given (e.g. on resume) are used as they are; otherwise fitted here.
@@ -182,8 +162,6 @@ def prepare(dataset: Dataset, supervision: str, boundary_distance: float, weight
         if supervision == "weak" and i < len(images):
             sd = signed_distance(t.array, t.geometry, band_mm=boundary_distance + max(t.geometry.spacing))
             weight = boundary_weight(sd, boundary_distance, weight_near, weight_far)
-            if pinned_mm > 0 and c.points is not None:
-                weight = pinned_weight(weight, c.points, t.geometry, pinned_mm, weight_far)
         cases.append(TrainingCase(c.name, normalization.apply(im.array), np.ascontiguousarray(t.array, np.uint8),
                                   weight, im.geometry))
     n, h = len(images), len(held)

@@ -81,7 +81,7 @@ def _data(ds: Dataset, settings: _Settings, device: torch.device, out: Path) -> 
     prepared = prepare(ds, config.supervision, config.boundary_distance, config.weight_near, config.weight_far,
                        cache_dir=out / "template_cache", spacing=stored.get("spacing", config.spacing),
                        normalization=Normalization.from_dict(stored["normalization"]) if stored else None,
-                       holdout=held, pinned_mm=config.pinned_mm)
+                       holdout=held)
     fp = fingerprint(prepared, ds.modality)
     planned, notes = plan_training(config, fp, device.type)
     planned.validate()
