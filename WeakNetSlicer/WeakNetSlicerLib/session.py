@@ -39,6 +39,7 @@ import zipfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -1002,14 +1003,10 @@ def _weak(method, *bound):
     return call
 
 
-_REFINER: list[ThreadPoolExecutor] = []
-
-
+@lru_cache(maxsize=1)
 def _refiner() -> ThreadPoolExecutor:
     """The one worker thread that refines templates (``ActiveSurface.refine`` on private copies)."""
-    if not _REFINER:
-        _REFINER.append(ThreadPoolExecutor(1, thread_name_prefix="weaknet-refine"))
-    return _REFINER[0]
+    return ThreadPoolExecutor(1, thread_name_prefix="weaknet-refine")
 
 
 def _prepare_fits(fit_options: dict) -> None:

@@ -28,8 +28,9 @@ REFINE_POLL_S = 0.01
 REFINE_SEND_S = 0.03
 REFINE_WAIT_S = 0.5
 """A template's refinement (the rest shape re-decided after a click, :attr:`AnnotationSession.later`) waits
-until every slice view has pushed the click's frame (it blocks the event loop that sends them), polled
-every :data:`REFINE_POLL_S`, at most this long, then :data:`REFINE_SEND_S` for the frames to go out."""
+until every slice view has pushed the click's frame (starting it and showing its result hold the event loop
+that sends them), polled every :data:`REFINE_POLL_S`, at most this long, then :data:`REFINE_SEND_S` for the
+frames to go out."""
 
 
 def flush_soon(state) -> None:
@@ -242,7 +243,7 @@ class AnnotationPanel:
         def attempt() -> None:
             if loop.time() < deadline and not self.app.frames.slices_shown():
                 loop.call_later(REFINE_POLL_S, attempt)
-            else:  # pushed; the frames still go out through the event loop that the work will block
+            else:  # pushed; they still go out through this event loop, before the work runs on it
                 loop.call_later(REFINE_SEND_S, work)
 
         loop.call_later(REFINE_POLL_S, attempt)
