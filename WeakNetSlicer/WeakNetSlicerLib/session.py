@@ -109,6 +109,7 @@ class TargetObject:
     drag_recorded: bool = False
     proposal: object | None = None
     refining: Future | None = None  # the refinement of its template running on a worker thread
+    refine_stop: threading.Event | None = None  # set to abandon that refinement (a newer click)
 
     @property
     def segment_id(self) -> str:
@@ -218,8 +219,9 @@ class AnnotationSession:
         self._dropped_placement = False
         self.later: Callable[[Callable[[], None]], None] | None = None
         """How a front end runs work after it has shown a click (e.g. a GUI timer): given, a point event
-        answers with the quick follow of ``ActiveSurface.update(defer=True)`` and the rest shape's re-decision
-        (15–150 ms in the first ≈ 20 clicks) runs through it; None: all at once."""
+        answers with the quick follow of ``ActiveSurface.update(defer=True)`` (≈ 5 ms) and the fit of the points
+        (``ActiveSurface.refine``, 0.1–0.3 s on a worker thread) runs through it, so that the template once the
+        clicks pause is the fit of its points; None: the quick answer only (with the rest shape re-decided)."""
         self.segmentation_node = segmentation_node or self._new_segmentation_node()
         self._tag_segmentation()
         threading.Thread(target=_prepare_fits, args=(self.fit_options,), name="weaknet-asm-setup",
@@ -458,6 +460,8 @@ class AnnotationSession:
             surface = ActiveSurface(**self.fit_options)
             surface.fit(points)
         else:
+            if obj.refine_stop is not None:
+                obj.refine_stop.set()  # the refinement running is of older points
             surface.update(points, defer=self.later is not None)
         self._show_surface(obj, surface, points)
         self._save_templates()
@@ -470,10 +474,10 @@ class AnnotationSession:
                          "info")
 
     def _refine_later(self, obj: TargetObject) -> None:
-        """Refine ``obj``'s template (its rest shape re-decided) once :attr:`later` runs (the front end showed the
+        """Refine ``obj``'s template (the fit of its points) once :attr:`later` runs (the front end showed the
         click): on a private copy in a worker thread, so that the clicks meanwhile are answered at once, shown
-        (through :attr:`later` again) if the template is still the one copied; if the points changed
-        meanwhile, the newest template is refined next. One refinement per object at a time; during a drag,
+        (through :attr:`later` again) if the template is still the one copied; a newer click abandons it and
+        the newest template is refined next. One refinement per object at a time; during a drag,
         none (its end starts one); after an undo or a fit afresh, none (the template is shown as it is)."""
         if obj.refining is not None or obj.dragging:
             return
@@ -488,18 +492,21 @@ class AnnotationSession:
                 obj.refining = None
                 return
             candidate = snapshot(surface)
-            obj.refining = _refiner().submit(candidate.refine)
+            obj.refine_stop = threading.Event()
+            obj.refining = _refiner().submit(candidate.refine, obj.refine_stop)
             self.later(apply)
 
         def apply() -> None:
+            from weaknet.asm import Abandoned
+
             if not obj.refining.done():
                 self.later(apply)
                 return
-            done, obj.refining = obj.refining, None
+            done, obj.refining, obj.refine_stop = obj.refining, None, None
             if self.closed or obj not in self.objects or obj.dragging or obj.surface is not surface:
                 return
-            if not np.array_equal(surface.points, candidate.points):  # overtaken by a click: refine the newest
-                if surface.needs_refine:
+            if not np.array_equal(surface.points, candidate.points) or isinstance(done.exception(), Abandoned):
+                if surface.needs_refine:  # overtaken by a click: refine the newest
                     self._refine_later(obj)
                 return
             try:

@@ -6,6 +6,8 @@ is a from-scratch fit plus a rasterization of the whole grid's extent (every vox
 Quality: IoU of the rasterized fit against the true mask for each compact shape and N; for the thin,
 curved anatomy phantoms (:data:`weaknet.phantoms.THIN_KINDS`) at 1 mm and at 1 × 1 × 2.5 mm, mean and
 worst IoU over seeds and the median distance of the clicks to the rasterized template's surface.
+Click by click: the same shapes clicked one point at a time, the warm-started re-fits against the fit of the
+same points (what the front ends' deferred refinement shows once the clicks pause).
 Rasterization: the voxel-centre inside test against a 4 × 4 × 4 supersampled reference.
 Proposal: the cost of a correcting click on a model's proposal, against the fit it replaced (same run).
 """
@@ -84,6 +86,31 @@ def quality_table(ns=(10, 25, 50, 125, 250), shapes=SHAPES, **asm_options) -> di
         for n in ns:
             surface = ActiveSurface(**asm_options).fit(pts_all[:n])
             table[kind][n] = iou(rasterize_mesh(surface.vertices, surface.faces, geometry), truth)
+    return table
+
+
+def interactive_table(labels: dict, ns=(10, 15, 25, 50, 125), start: int = 6) -> dict[str, dict[int, tuple]]:
+    """Click by click: from ``start`` FPS points, one point at a time through ``ActiveSurface.update`` (the
+    warm-started re-fit, rest shape re-decided: what a click showed until the front ends refined to the fit)
+    against the fit of the same points (what :meth:`~weaknet.asm.ActiveSurface.refine` shows once the clicks
+    pause). Per shape (the compact ones and the first seed of each thin phantom on its 1 × 1 × 2.5 mm grid)
+    and N: (IoU warm-started, IoU of the fit)."""
+    from ..asm import ActiveSurface
+    from ..rasterize import rasterize_mesh
+    from ..sampling import sample_surface_points
+
+    cases = [(kind, shape_mask(kind, shape_geometry()), shape_geometry()) for kind in SHAPES]
+    cases += [(kind, vols[0].array, vols[0].geometry) for (kind, grid), vols in labels.items() if grid == "1×1×2.5 mm"]
+    table = {}
+    for name, truth, geometry in cases:
+        pts = sample_surface_points(truth, geometry, max(ns))
+        warm = ActiveSurface().fit(pts[:start])
+        table[name] = {}
+        for n in range(start + 1, max(ns) + 1):
+            warm.update(pts[:n])
+            if n in ns:
+                table[name][n] = tuple(iou(rasterize_mesh(s.vertices, s.faces, geometry), truth)
+                                       for s in (warm, ActiveSurface().fit(pts[:n])))
     return table
 
 
@@ -178,6 +205,16 @@ def run(args) -> int:
         labels = thin_labels()
         print_thin_table(thin_quality_table(labels, ns[1:]), ns[1:])
         raster_error_table(labels)
+        ins = (10, 15, 25, 50, 125)
+        print("\nClick by click (from 6 points, one at a time): warm-started re-fits / the fit of the points "
+              "(what the front ends show once the clicks pause)")
+        print(f"{'shape':>12} " + " ".join(f"{'N=' + str(n):>13}" for n in ins))
+        rows = interactive_table(labels, ins)
+        for kind, row in rows.items():
+            print(f"{kind:>12} " + " ".join(f"{row[n][0]:.3f} / {row[n][1]:.3f}" for n in ins))
+        print(f"{'mean':>12} " + " ".join(
+            f"{np.mean([r[n][0] for r in rows.values()]):.3f} / {np.mean([r[n][1] for r in rows.values()]):.3f}"
+            for n in ins))
     if args.ablation:
         ablation_table(labels)
     return 0
