@@ -147,6 +147,21 @@ def test_later_answers_a_click_at_once_and_refines_after(core, oblique_file):
     assert len(queue) == 1
     run_queue()
     assert not a.surface.needs_refine and deferred.status_level == "info"
+    # settled before an export (Save, Add to training set): the fit of the points now, whether its refinement
+    # was still queued or already running on the worker; the callbacks queued meanwhile change nothing
+    for started in (False, True):
+        _click(a, points[22 + started])
+        if started:
+            queue.pop(0)()
+            assert a.refine_stop is not None
+        assert a.surface.needs_refine
+        deferred.settle()
+        assert not a.surface.needs_refine and a.refining is None
+        settled = deferred.template_mask(a)
+        fitted = fit_template(a.points_lps, deferred.geometry).mask
+        assert iou(settled, fitted) >= 0.999, iou(settled, fitted)
+        run_queue()
+        assert np.array_equal(deferred.template_mask(a), settled)
 
 
 def test_live_refit_on_every_point_event_and_bad_input(core, oblique_file):

@@ -314,6 +314,13 @@ class AnnotationController:
             return nodes.write_node(obj.markups_node, path)
         return write_points(obj.points_lps, path)
 
+    def save_segmentation(self, path: str | Path) -> Path:
+        """Write the current volume's segmentation (every object's template, pending refinements settled) as
+        Slicer's .seg.nrrd."""
+        session = self.require()
+        session.settle()
+        return nodes.write_node(session.segmentation_node, path)
+
     def labelmap(self) -> tuple[np.ndarray, object]:
         """All templates of the current volume as one labelmap: uint8 (D, H, W), object i ↦ label i+1 (a
         later object wins where they overlap), and its Geometry: the grid of the volume's file when it has
@@ -323,6 +330,7 @@ class AnnotationController:
         from weaknet.volume import Volume, read_geometry
 
         session = self.require()
+        session.settle()
         labels = np.zeros(session.geometry.shape, np.uint8)
         for i, obj in enumerate(session.objects):
             if obj.mask is not None:

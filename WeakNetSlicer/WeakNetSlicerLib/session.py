@@ -36,7 +36,7 @@ import logging
 import threading
 import weakref
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -482,27 +482,31 @@ class AnnotationSession:
         if obj.refining is not None or obj.dragging:
             return
         surface = obj.surface
-        obj.refining = Future()  # to be started
+        placeholder = obj.refining = Future()  # to be started
         candidate = None
 
         def start() -> None:
             nonlocal candidate
+            if obj.refining is not placeholder:  # settled meanwhile (see settle)
+                return
             if self.closed or obj not in self.objects or obj.surface is not surface or obj.dragging \
                     or not surface.needs_refine:
                 obj.refining = None
                 return
             candidate = snapshot(surface)
             obj.refine_stop = threading.Event()
-            obj.refining = _refiner().submit(candidate.refine, obj.refine_stop)
-            self.later(apply)
+            future = obj.refining = _refiner().submit(candidate.refine, obj.refine_stop)
+            self.later(lambda: apply(future))
 
-        def apply() -> None:
+        def apply(done: Future) -> None:
             from weaknet.asm import Abandoned
 
-            if not obj.refining.done():
-                self.later(apply)
+            if obj.refining is not done:  # settled meanwhile (see settle)
                 return
-            done, obj.refining, obj.refine_stop = obj.refining, None, None
+            if not done.done():
+                self.later(lambda: apply(done))
+                return
+            obj.refining, obj.refine_stop = None, None
             if self.closed or obj not in self.objects or obj.dragging or obj.surface is not surface:
                 return
             if not np.array_equal(surface.points, candidate.points) or isinstance(done.exception(), Abandoned):
@@ -519,6 +523,27 @@ class AnnotationSession:
                 self._set_status(f"{obj.name}: refining the template failed ({exc}); your points are kept", "error")
 
         self.later(start)
+
+    def settle(self) -> None:
+        """Finish every object's pending refinement now, on this thread (0.1–0.3 s each): what is saved,
+        exported or added to a training set is then the fit of the points, as the template shown once the
+        clicks pause, and not a quick follow that the worker replaces a moment later. A refinement running on
+        the worker is abandoned and done again here; a dragged object is left as it is (its drag's end
+        refines it)."""
+        for obj in self.objects:
+            running, stop = obj.refining, obj.refine_stop
+            obj.refining, obj.refine_stop = None, None  # the callbacks queued through `later` see it and stop
+            if stop is not None:
+                stop.set()
+            if running is not None and not running.cancel():
+                wait([running])  # running on the worker: abandoned within one solver step
+            surface = obj.surface
+            if obj.dragging or surface is None or not getattr(surface, "needs_refine", False):
+                continue
+            candidate = snapshot(surface)
+            candidate.refine()
+            self._show_surface(obj, candidate, obj.template_points, refine=False)
+            self._save_templates()
 
     def _correct_proposal(self, obj: TargetObject, points: np.ndarray) -> bool:
         """``obj``'s template from its proposal corrected by its points (N, 3) LPS, any number of them
@@ -560,7 +585,8 @@ class AnnotationSession:
         self.history.record(Edit(obj, before, snapshot(obj.surface), obj.proposal))
 
     def template_mask(self, obj: TargetObject | None = None) -> np.ndarray:
-        """``obj``'s template exported by Slicer from its segment: uint8 (D, H, W) on the volume's grid."""
+        """``obj``'s template as shown, exported by Slicer from its segment: uint8 (D, H, W) on the volume's
+        grid (a refinement may still be pending: :meth:`settle`)."""
         return nodes.segment_mask(self.segmentation_node, self._obj(obj).segment_id, self.volume_node)
 
     # ------------------------------------------------------------------------------------- save/open
@@ -570,6 +596,7 @@ class AnnotationSession:
         target = Path(folder) if folder else self.autosave_dir
         if target is None:
             raise InputError("no folder to save the session to; choose an autosave folder")
+        self.settle()
         for obj in self.objects:
             nodes.write_node(obj.markups_node, target / obj.points_file)
         try:
@@ -580,8 +607,9 @@ class AnnotationSession:
         return target
 
     def flush(self) -> None:
-        """Write the templates file now if a write is due (the autosave writes it at most once a second) and
-        wait until it is on disk."""
+        """Settle the templates (:meth:`settle`), write the templates file now if a write is due (the autosave
+        writes it at most once a second) and wait until it is on disk."""
+        self.settle()
         if self.autosave_dir:
             self._writer.flush()
 
@@ -725,10 +753,13 @@ class AnnotationSession:
         if callback in self._listeners:
             self._listeners.remove(callback)
 
-    def close(self) -> None:
-        """Stop observing the scene and the markups nodes (nodes and files stay)."""
+    def close(self, settle: bool = True) -> None:
+        """Stop observing the scene and the markups nodes (nodes and files stay); ``settle``: the pending
+        refinements first (:meth:`settle`; not when the scene's nodes are going)."""
         if self.closed:
             return
+        if settle:
+            self.settle()
         self._writer.close()  # the last templates reach the disk
         for obj in self.objects:
             self._detach(obj)
@@ -800,7 +831,7 @@ class AnnotationSession:
             self._notify()
 
     def _on_scene_close(self, caller, event) -> None:
-        self.close()  # File > Close scene: its nodes go, so does the session (files in the folder stay)
+        self.close(settle=False)  # File > Close scene: its nodes go, so does the session (files in the folder stay)
 
     @vtk.calldata_type(vtk.VTK_OBJECT)
     def _on_node_removed(self, caller, event, node) -> None:

@@ -93,6 +93,7 @@ class TrainingSet:
 
     def add_session(self, session: AnnotationSession, object_names: list[str] | None = None) -> Case:
         """Add a session's volume with the templates of all (or the named) objects."""
+        session.settle()  # the fit of the points, as shown once the clicks pause
         objects = [session.object(n) for n in object_names] if object_names else session.objects
         stem = session.autosave_dir.name if session.autosave_dir is not None else None  # one per volume file
         return self.add(session.volume_node, session.segmentation_node, [o.segment_id for o in objects], stem)

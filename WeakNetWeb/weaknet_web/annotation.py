@@ -67,7 +67,7 @@ class AnnotationPanel:
         c = self.controller
         self.add_object, self.undo, self.redo, self.refit, self.clear = c.add_object, c.undo, c.redo, c.refit, c.clear
         self.delete_point, self.load_points, self.save_points = c.delete_point, c.load_points, c.save_points
-        self.labelmap, self.require = c.labelmap, c.require
+        self.labelmap, self.save_segmentation, self.require = c.labelmap, c.save_segmentation, c.require
         self.state.selected_point = -1
         self.state.object_list = []
 

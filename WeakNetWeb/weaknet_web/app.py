@@ -366,7 +366,6 @@ class AnnotatorApp(TrameApp):
         folders the app manages (annotations/, training/, models/) are refused. Any other existing file is
         replaced only with ``overwrite`` (the page asks first: ``overwrite_visible``); returns None then.
         """
-        from WeakNetSlicerLib import nodes
         from weaknet.volume import Volume, write_volume
 
         relative = self.state[which]
@@ -383,7 +382,7 @@ class AnnotatorApp(TrameApp):
         if which == "points_file":
             self.annotation.save_points(path)
         elif which == "seg_file":
-            nodes.write_node(self.annotation.require().segmentation_node, path)
+            self.annotation.save_segmentation(path)
         else:
             labels, geometry = self.annotation.labelmap()
             write_volume(Volume(labels, geometry), path)
