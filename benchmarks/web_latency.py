@@ -17,7 +17,8 @@ re-render; time until every slice view delivered the new frame).
 Also counted on the server: renders per view per click (one per view that shows the change is the
 floor), renders per view while the mouse only hovers over the axial view (the point preview), and, with
 place mode off, a point dragged across the axial view at a hand's pace and again as fast as playwright sends
-the moves: moves sent, re-fits and frames the axial view delivered per second.
+the moves, and as a real mouse moves at 60 Hz (pointer moves dispatched in the page every animation frame):
+moves sent, re-fits and frames the axial view delivered per second.
 
     .venv/bin/python benchmarks/web_latency.py [--clicks 30] [--pause-ms 500] [--kind bean] [--size 64 64 48]
 """
@@ -101,10 +102,27 @@ def hover(page: testing.AppPage, view: str, moves: int = 20) -> None:
         page.page.wait_for_timeout(16)
 
 
-def measure_drag(page: testing.AppPage, view: str, steps: int = 40, pause_ms: int = 16) -> dict[str, float]:
+IN_PAGE_DRAG_JS = """async ([x, y, steps]) => {
+  // pointer moves of the mouse button held down (pointerId 1, playwright's mouse), one per animation frame,
+  // dispatched in the page as the browser does for a real mouse at 60 Hz
+  const target = document.elementFromPoint(x, y);
+  for (let i = 1; i <= steps; i++) {
+    await new Promise(requestAnimationFrame);
+    const [cx, cy] = [x + 25 * Math.sin(Math.PI * i / steps), y + 12 * i / steps];
+    target.dispatchEvent(new PointerEvent("pointermove", {clientX: cx, clientY: cy, pointerId: 1,
+      pointerType: "mouse", isPrimary: true, buttons: 1, bubbles: true, cancelable: true, composed: true}));
+  }
+  return [x + 25 * Math.sin(Math.PI), y + 12];
+}"""
+
+
+def measure_drag(page: testing.AppPage, view: str, steps: int = 40, pause_ms: int = 16,
+                 in_page: bool = False) -> dict[str, float]:
     """Drag the active object's last point across ``view`` (place mode off) in ``steps`` mouse moves,
-    ``pause_ms`` apart (16: a hand's pace at 60 Hz; 0: as fast as playwright sends them); moves sent, re-fits
-    and frames of that view per second over the drag."""
+    ``pause_ms`` apart through playwright (16: a hand's pace at 60 Hz; 0: as fast as playwright sends them),
+    or with ``in_page`` one per animation frame dispatched in the page itself (a real mouse at 60 Hz: the
+    moves do not wait for playwright's round trips); moves sent, re-fits and frames of that view per second
+    over the drag."""
     debug = page.debug()
     points = np.asarray(next(iter(debug["points_ras"].values())), float)
     offset = debug["views"][view]["offset"]
@@ -120,10 +138,13 @@ def measure_drag(page: testing.AppPage, view: str, steps: int = 40, pause_ms: in
     fits0, frames0 = int(page.state("update_count")), page.debug()["renders"].get(view, 0)
     t0 = time.perf_counter()
     mouse.down()
-    for i in range(1, steps + 1):
-        mouse.move(x + 25 * np.sin(np.pi * i / steps), y + 12 * i / steps)
-        if pause_ms:
-            page.page.wait_for_timeout(pause_ms)
+    if in_page:
+        mouse.move(*page.page.evaluate(IN_PAGE_DRAG_JS, [x, y, steps]))
+    else:
+        for i in range(1, steps + 1):
+            mouse.move(x + 25 * np.sin(np.pi * i / steps), y + 12 * i / steps)
+            if pause_ms:
+                page.page.wait_for_timeout(pause_ms)
     mouse.up()
     page.wait_frames()
     seconds = time.perf_counter() - t0
@@ -184,6 +205,7 @@ def main(argv=None) -> int:
             hovering = count_renders(page, lambda: hover(page, "Red"))
             drag = measure_drag(page, "Red")
             fast = measure_drag(page, "Red", pause_ms=0)
+            live = measure_drag(page, "Red", steps=120, in_page=True)
             if args.screenshot:
                 save_screenshot(page, Path(args.screenshot))
             server.check_alive()
@@ -210,6 +232,9 @@ def main(argv=None) -> int:
           f"{drag['fits_per_s']:.0f} re-fits/s, axial view {drag['frames_per_s']:.0f} frames/s")
     print(f"the same drag with no pause between the moves ({fast['moves_per_s']:.0f} moves/s sent): {fast['fits']} "
           f"re-fits, {fast['fits_per_s']:.0f} re-fits/s, axial view {fast['frames_per_s']:.0f} frames/s")
+    print(f"the same drag as a real mouse at 60 Hz (moves dispatched in the page every animation frame, "
+          f"{live['moves']} in {live['seconds']:.2f} s: {live['moves_per_s']:.0f} moves/s): {live['fits']} re-fits, "
+          f"{live['fits_per_s']:.0f} re-fits/s, axial view {live['frames_per_s']:.0f} frames/s")
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end of the run")
     return 0
 
