@@ -166,3 +166,17 @@ def test_prior_rest_shape_drives_the_active_surface_warm(earlier):
     d = np.linalg.norm(pts[:, None] - surface.vertices[None], axis=2).min(axis=1)
     assert np.median(d) < 1.0
     assert check_mesh(surface.vertices, surface.faces).ok
+
+
+def test_prior_without_modes_fits_the_pose_of_the_mean_shape(earlier):
+    """``max_modes=0`` keeps only the mean shape: the fit is a similarity transform of it."""
+    from weaknet.mesh import read_mesh
+
+    _, meshes = earlier
+    prior = build_prior([read_mesh(m) for m in meshes], "bean", max_modes=0)
+    assert prior.modes.shape == (0, 2562, 3) and prior.variances.shape == (0,)
+    label = make_label("bean", SIZE, SPACING, 12, oblique=True)
+    pts = sample_surface_points(label.array, label.geometry, 25)
+    fit = prior.fit(pts)
+    d = np.linalg.norm(pts[:, None] - fit.vertices[None], axis=2).min(axis=1)
+    assert np.median(d) < 0.15 * fit.scale

@@ -340,7 +340,7 @@ def build_prior(meshes: list[tuple[np.ndarray, np.ndarray]], structure: str, max
     var = sv ** 2 / (len(shapes) - 1)
     keep = int(np.sum(var > 1e-8 * max(var.sum(), 1e-30)))
     keep = min(keep, len(shapes) - 1, max_modes if max_modes is not None else len(shapes))
-    modes = vt[:keep].reshape(keep, -1, 3)
+    modes = vt[:keep].reshape(keep, len(mean), 3)
     return ShapePrior(mean, modes, var[:keep], f0.copy(), structure, float(np.mean(sizes)), len(meshes))
 
 
