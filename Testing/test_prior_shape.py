@@ -4,6 +4,9 @@ without pickle; every bad input exits 2 with one line."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 import numpy as np
 import pytest
 
@@ -14,7 +17,7 @@ from weaknet.metrics import iou
 from weaknet.phantoms import make_label
 from weaknet.points import write_points
 from weaknet.sampling import sample_surface_points
-from weaknet.shape_prior import PriorRestShape, ShapePrior, build_prior
+from weaknet.shape_prior import PULLS, PriorRestShape, ShapePrior, build_prior
 from weaknet.template import fit_template
 from weaknet.volume import Volume, read_volume, write_volume
 
@@ -50,16 +53,30 @@ def earlier(tmp_path_factory):
     return root, meshes
 
 
-def test_shape_prior_cli_writes_a_pickle_free_prior(earlier, capsys):
+@pytest.fixture(scope="module")
+def built(earlier):
+    """The prior written once by ``weaknet shape-prior`` from the earlier fits: (its path, what it printed)."""
     root, meshes = earlier
     out_path = root / "bean.npz"
-    code, out, err = run_cli(["shape-prior", "--meshes", *map(str, meshes), "--output", str(out_path)], capsys)
-    assert code == 0, err
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        assert main(["shape-prior", "--meshes", *map(str, meshes), "--output", str(out_path)]) == 0
+    return out_path, out.getvalue()
+
+
+def test_shape_prior_cli_writes_a_pickle_free_prior(earlier, built):
+    root, _ = earlier
+    out_path, out = built
     assert "'bean'" in out and "4 meshes" in out  # the structure's name from the files' common stem
+    assert "chosen leaving each mesh out" in out and "without the prior" in out
     with np.load(out_path, allow_pickle=False) as z:
         assert z["mean"].shape == (2562, 3) and z["modes"].shape == (3, 2562, 3)
         assert str(z["structure"]) == "bean"
+        assert float(z["normal_pull"]) in PULLS
+        older = {k: z[k] for k in z.files if k != "normal_pull"}  # a prior written before normal_pull
     prior = ShapePrior.load(out_path)
+    assert f"normal pull {prior.normal_pull:g}," in out
+    np.savez(root / "older.npz", **older)
+    assert ShapePrior.load(root / "older.npz").normal_pull == PULLS[0]
     # the mean shape is normalised, closed and outward; the modes are orthonormal, largest first
     assert np.allclose(prior.mean.mean(axis=0), 0, atol=1e-9)
     assert np.sqrt((prior.mean ** 2).sum(1).mean()) == pytest.approx(1.0)
@@ -78,7 +95,7 @@ def test_prior_reproduces_an_earlier_shape_in_a_new_pose(earlier):
 
     _, meshes = earlier
     shapes = [read_mesh(m) for m in meshes]
-    prior = build_prior(shapes, "bean")
+    prior = build_prior(shapes, "bean", tune=False)
     v, f = shapes[2]
     rot = Rotation.from_euler("xyz", [40, -70, 25], degrees=True).as_matrix()
     moved = 1.3 * (v - v.mean(0)) @ rot.T + np.array([5.0, -3.0, 8.0])
@@ -96,10 +113,9 @@ def test_prior_reproduces_an_earlier_shape_in_a_new_pose(earlier):
     assert err < 0.5 * np.median(point_distances(moved, plain.vertices, plain.faces))
 
 
-def test_fit_template_with_prior_on_a_new_case(earlier, capsys):
-    root, meshes = earlier
-    prior_path = root / "bean_fit.npz"
-    assert main(["shape-prior", "--meshes", *map(str, meshes), "--output", str(prior_path)]) == 0
+def test_fit_template_with_prior_on_a_new_case(earlier, built, capsys):
+    root, _ = earlier
+    prior_path, _ = built
     label, image, points, pts = _case(root, "new", 7, 10)
     code, out, err = run_cli(["fit-template", "--image", str(image), "--points", str(points), "--output",
                               str(root / "new.nii.gz"), "--mesh", str(root / "new.vtp"), "--prior",
@@ -113,10 +129,9 @@ def test_fit_template_with_prior_on_a_new_case(earlier, capsys):
     assert with_prior > 0.5 and with_prior >= plain - 0.05
 
 
-def test_bad_input_is_one_clear_line(earlier, tmp_path, capsys):
-    root, meshes = earlier
-    good = root / "bean_bad.npz"
-    assert main(["shape-prior", "--meshes", *map(str, meshes), "--output", str(good)]) == 0
+def test_bad_input_is_one_clear_line(earlier, built, tmp_path, capsys):
+    _, meshes = earlier
+    good, _ = built
     _, image, points, _ = _case(tmp_path, "case", 9, 12)
     fit = ["fit-template", "--image", str(image), "--points", str(points), "--output", str(tmp_path / "m.nii.gz")]
 
@@ -154,7 +169,7 @@ def test_prior_rest_shape_drives_the_active_surface_warm(earlier):
     from weaknet.mesh import read_mesh
 
     _, meshes = earlier
-    prior = build_prior([read_mesh(m) for m in meshes], "bean")
+    prior = build_prior([read_mesh(m) for m in meshes], "bean", tune=False)
     label = make_label("bean", SIZE, SPACING, 11, oblique=True)
     pts = sample_surface_points(label.array, label.geometry, 16)
     rest = PriorRestShape(prior)
@@ -173,10 +188,29 @@ def test_prior_without_modes_fits_the_pose_of_the_mean_shape(earlier):
     from weaknet.mesh import read_mesh
 
     _, meshes = earlier
-    prior = build_prior([read_mesh(m) for m in meshes], "bean", max_modes=0)
+    prior = build_prior([read_mesh(m) for m in meshes], "bean", max_modes=0, tune=False)
     assert prior.modes.shape == (0, 2562, 3) and prior.variances.shape == (0,)
     label = make_label("bean", SIZE, SPACING, 12, oblique=True)
     pts = sample_surface_points(label.array, label.geometry, 25)
     fit = prior.fit(pts)
     d = np.linalg.norm(pts[:, None] - fit.vertices[None], axis=2).min(axis=1)
     assert np.median(d) < 0.15 * fit.scale
+
+
+def test_normal_pull_is_chosen_by_leaving_earlier_fits_out(earlier):
+    """Earlier fits that are one shape in four poses: the prior of any three reproduces the fourth, so the
+    leave-one-out choice holds the prior's shape (the lowest pull) and beats the plain template."""
+    from scipy.spatial.transform import Rotation
+
+    from weaknet.mesh import read_mesh
+
+    _, meshes = earlier
+    v, f = read_mesh(meshes[0])
+    copies = []
+    for k in range(4):
+        rot = Rotation.from_euler("xyz", [30 * k, -20 * k, 45 * k], degrees=True).as_matrix()
+        copies.append(((1 + 0.1 * k) * (v - v.mean(0)) @ rot.T + 10.0 * k, f))
+    prior = build_prior(copies, "bean")
+    assert prior.normal_pull == min(PULLS)
+    assert prior.tuning[prior.normal_pull] < 0.5 * prior.tuning["plain"]
+    assert set(prior.tuning) == {*PULLS, "plain"}

@@ -15,14 +15,21 @@ for b (point-to-plane residuals, Gaussian prior b ~ N(0, diag(σ²)), clipped to
 :class:`PriorRestShape` makes that the Active Surface Model's rest shape, which then deforms locally
 through the clicks as without a prior.
 
+How far that local deformation may leave the prior's shape depends on the structure: the surface's pull
+towards the nearest click along its normal (``ActiveSurface.normal_pull``, 0.1 without a prior) flattens a
+good prior shape between the clicks, and helps where a new case lies far from every earlier one. The prior
+chooses it when it is built (:func:`tune_normal_pull`): leave one earlier fit out, build the prior from the
+others, fit its farthest-point samples of 10 and 25 vertices, keep the candidate closest to the left-out
+surface (mean symmetric surface distance over the folds).
+
 File (``.npz``, loads with ``allow_pickle=False``): mean (V, 3) (centred, unit RMS radius), modes (M, V, 3),
 variances (M,), faces (F, 3), structure (str), size_mm (mean RMS radius of the fits), meshes (count),
-format (int).
+format (int), normal_pull (float; absent in files written before it: 0.1).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import permutations, product
 from pathlib import Path
 
@@ -34,6 +41,8 @@ from .errors import InputError
 
 FORMAT = 1
 MIN_MESHES = 3
+PULLS = (0.1, 0.03, 0.01)  # normal_pull candidates of the leave-one-out choice; the first is the ASM's default
+TUNE_CLICKS = (10, 25)  # clicks of its simulated fits
 
 
 def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
@@ -98,7 +107,10 @@ class PriorFit:
 class ShapePrior:
     """Mean shape (V, 3) (centred, RMS radius 1), modes (M, V, 3) (orthonormal as flat vectors),
     variances (M,) of the aligned shapes along each mode, faces (F, 3) (the icosphere's), the structure's
-    name, size_mm (mean RMS radius of the fits, mm) and the number of meshes it was built from."""
+    name, size_mm (mean RMS radius of the fits, mm), the number of meshes it was built from, and the
+    Active Surface's normal_pull to fit with it. ``tuning`` (not saved): the leave-one-out errors behind
+    that choice, {normal_pull: mean symmetric surface distance in RMS radii}, and "plain" for the
+    template without a prior."""
 
     mean: np.ndarray
     modes: np.ndarray
@@ -107,10 +119,17 @@ class ShapePrior:
     structure: str
     size_mm: float
     meshes: int
+    normal_pull: float = PULLS[0]
+    tuning: dict[str | float, float] = field(default_factory=dict)
 
     @property
     def vertex_count(self) -> int:
         return len(self.mean)
+
+    def surface_options(self) -> dict:
+        """Keyword arguments of :class:`~weaknet.asm.ActiveSurface` that fit with this prior: a fresh
+        :class:`PriorRestShape` and the prior's normal_pull."""
+        return {"rest_shape": PriorRestShape(self), "normal_pull": self.normal_pull}
 
     def shape(self, weights: np.ndarray) -> np.ndarray:
         """(V, 3) normalised shape μ + Σ bⱼ σⱼ Φⱼ for weights (M,) in units of σ."""
@@ -198,7 +217,8 @@ class ShapePrior:
         p.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(p, mean=self.mean, modes=self.modes, variances=self.variances, faces=self.faces,
                             structure=np.array(self.structure), size_mm=np.array(self.size_mm),
-                            meshes=np.array(self.meshes), format=np.array(FORMAT))
+                            meshes=np.array(self.meshes), format=np.array(FORMAT),
+                            normal_pull=np.array(self.normal_pull))
         return p
 
     @classmethod
@@ -226,8 +246,11 @@ class ShapePrior:
                 or not np.all(np.isfinite(mean)) or not np.all(np.isfinite(modes))
                 or (faces.size and (faces.min() < 0 or faces.max() >= v))):
             raise InputError(f"{p}: inconsistent shape prior arrays; rebuild it with weaknet shape-prior")
+        pull = float(data["normal_pull"]) if "normal_pull" in data else PULLS[0]
+        if not 0.0 <= pull <= 1.0:
+            raise InputError(f"{p}: normal_pull {pull} outside [0, 1]; rebuild it with weaknet shape-prior")
         return cls(mean.astype(float), modes.astype(float), var.astype(float), faces.astype(np.int64),
-                   str(data["structure"]), float(data["size_mm"]), int(data["meshes"]))
+                   str(data["structure"]), float(data["size_mm"]), int(data["meshes"]), pull)
 
 
 def _subdivisions(vertices: int) -> str:
@@ -300,12 +323,13 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def build_prior(meshes: list[tuple[np.ndarray, np.ndarray]], structure: str, max_modes: int | None = None,
-                names: list[str] | None = None) -> ShapePrior:
+                names: list[str] | None = None, tune: bool = True) -> ShapePrior:
     """A prior from fitted templates (vertices (V, 3) LPS mm, faces (F, 3)) of one structure.
 
     Raises :class:`InputError` for fewer than 3 meshes or meshes of another topology than the first (not
     written by ``weaknet fit-template --mesh``, or with other ``--subdivisions``). ``max_modes``: keep at
-    most this many modes (default: all, at most meshes − 1).
+    most this many modes (default: all, at most meshes − 1). ``tune``: choose the prior's normal_pull by
+    :func:`tune_normal_pull` (from 4 meshes; ≈ 1 s a mesh at 2,562 vertices), else keep the default.
     """
     names = names or [f"mesh {i + 1}" for i in range(len(meshes))]
     if len(meshes) < MIN_MESHES:
@@ -324,6 +348,16 @@ def build_prior(meshes: list[tuple[np.ndarray, np.ndarray]], structure: str, max
             raise InputError(f"{name}: not a closed, outward mesh with finite vertices")
     sizes = [float(np.sqrt(((v - v.mean(0)) ** 2).sum(1).mean())) for v, _ in meshes]
     shapes = [_normalise(v0)] + [_normalise(correspond(v0, v, f0)) for v, _ in meshes[1:]]
+    mean, modes, var = _statistics(shapes, max_modes)
+    prior = ShapePrior(mean, modes, var, f0.copy(), structure, float(np.mean(sizes)), len(meshes))
+    if tune and len(meshes) > MIN_MESHES:
+        prior.normal_pull, prior.tuning = tune_normal_pull(shapes, [v for v, _ in meshes], f0, max_modes)
+    return prior
+
+
+def _statistics(shapes: list[np.ndarray], max_modes: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Generalised Procrustes and PCA of corresponded, normalised shapes (K of (V, 3)): the mean (V, 3),
+    the modes (M, V, 3) and their variances (M,)."""
     mean = shapes[0]
     for _ in range(10):  # generalised Procrustes: align every shape to the mean, re-estimate the mean
         aligned = []
@@ -340,8 +374,38 @@ def build_prior(meshes: list[tuple[np.ndarray, np.ndarray]], structure: str, max
     var = sv ** 2 / (len(shapes) - 1)
     keep = int(np.sum(var > 1e-8 * max(var.sum(), 1e-30)))
     keep = min(keep, len(shapes) - 1, max_modes if max_modes is not None else len(shapes))
-    modes = vt[:keep].reshape(keep, len(mean), 3)
-    return ShapePrior(mean, modes, var[:keep], f0.copy(), structure, float(np.mean(sizes)), len(meshes))
+    return mean, vt[:keep].reshape(keep, len(mean), 3), var[:keep]
+
+
+def tune_normal_pull(shapes: list[np.ndarray], meshes: list[np.ndarray], faces: np.ndarray,
+                     max_modes: int | None = None) -> tuple[float, dict[str | float, float]]:
+    """The normal_pull of :data:`PULLS` whose prior fits are closest to earlier fits they did not see.
+
+    shapes: the fits corresponded and normalised (K of (V, 3)), meshes: the same fits as given (K of (V, 3),
+    LPS mm), faces (F, 3). For each fit k, a prior of the others is fitted (ActiveSurface with it as rest
+    shape) through the farthest-point samples of :data:`TUNE_CLICKS` of fit k's vertices; error = mean
+    symmetric distance between the two surfaces in units of fit k's RMS radius. Returns (the candidate of
+    the lowest mean error, {candidate: mean error, "plain": the template without a prior}).
+    """
+    from .asm import ActiveSurface
+    from .sampling import farthest_point_sampling
+
+    level = int(_subdivisions(len(faces) // 2 + 2))
+    errors: dict[str | float, list[float]] = {c: [] for c in (*PULLS, "plain")}
+    for k, truth in enumerate(meshes):
+        rest = _statistics([s for j, s in enumerate(shapes) if j != k], max_modes)
+        others = ShapePrior(*rest, faces, "", 1.0, len(shapes) - 1)
+        size = float(np.sqrt(((truth - truth.mean(0)) ** 2).sum(1).mean()))
+        order = farthest_point_sampling(truth, max(TUNE_CLICKS))
+        for n in TUNE_CLICKS:
+            clicks = truth[order[:n]]
+            for c in errors:
+                options = {"normal_pull": c, "rest_shape": PriorRestShape(others)} if c != "plain" else {}
+                fit = ActiveSurface(subdivisions=level, **options).fit(clicks).vertices
+                d = (mesh.point_distances(fit, truth, faces).mean() + mesh.point_distances(truth, fit, faces).mean())
+                errors[c].append(float(d) / (2 * size))
+    mean = {c: float(np.mean(e)) for c, e in errors.items()}
+    return min(PULLS, key=lambda c: mean[c]), mean
 
 
 def prior_from_files(paths: list[str | Path], structure: str | None = None, max_modes: int | None = None

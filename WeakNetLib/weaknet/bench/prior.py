@@ -50,7 +50,7 @@ def prior_rows(family: str, ns=(10, 25), train_clicks: int = 50, train: int = 5,
     at N, with the per-case lists and the prior's build time."""
     from ..asm import ActiveSurface
     from ..sampling import sample_surface_points
-    from ..shape_prior import PriorRestShape, build_prior
+    from ..shape_prior import build_prior
 
     earlier, held_out = family_labels(family, train, test, data)
     meshes = []
@@ -66,21 +66,22 @@ def prior_rows(family: str, ns=(10, 25), train_clicks: int = 50, train: int = 5,
         for n in ns:
             scores["sphere", n].append(fit_iou(label, clicks[:n]))
             scores["sphere2", n].append(fit_iou(label, clicks[:2 * n]))
-            scores["prior", n].append(fit_iou(label, clicks[:n], rest_shape=PriorRestShape(prior)))
-    return [dict(family=family, n=n, build_s=build_s, modes=len(prior.variances),
+            scores["prior", n].append(fit_iou(label, clicks[:n], **prior.surface_options()))
+    return [dict(family=family, n=n, build_s=build_s, modes=len(prior.variances), normal_pull=prior.normal_pull,
                  **{k: float(np.mean(scores[k, n])) for k in ("sphere", "sphere2", "prior")},
                  cases={k: scores[k, n] for k in ("sphere", "sphere2", "prior")}) for n in ns]
 
 
 def print_prior_table(rows: list[dict], train_clicks: int) -> None:
     print(f"\nShape prior from 5 earlier fits ({train_clicks} clicks each) vs the sphere template; mean IoU "
-          "over held-out cases, the same nested farthest-point clicks")
-    print(f"{'family':>12} {'N':>4} | {'sphere N':>8} {'sphere 2N':>9} | {'prior N':>7} | {'prior − sphere 2N':>17} |"
-          f" {'held':>4}")
+          "over held-out cases, the same nested farthest-point clicks; pull: the prior's normal_pull, chosen "
+          "when it was built (leave one earlier fit out)")
+    print(f"{'family':>12} {'N':>4} | {'sphere N':>8} {'sphere 2N':>9} | {'prior N':>7} {'pull':>5} |"
+          f" {'prior − sphere 2N':>17} | {'held':>4}")
     for r in rows:
         gain = r["prior"] - r["sphere2"]
-        print(f"{r['family']:>12} {r['n']:>4} | {r['sphere']:>8.3f} {r['sphere2']:>9.3f} | {r['prior']:>7.3f} | "
-              f"{gain:>+17.3f} | {'yes' if gain >= 0 else 'no':>4}")
+        print(f"{r['family']:>12} {r['n']:>4} | {r['sphere']:>8.3f} {r['sphere2']:>9.3f} | {r['prior']:>7.3f} "
+              f"{r['normal_pull']:>5.2f} | {gain:>+17.3f} | {'yes' if gain >= 0 else 'no':>4}")
 
 
 def add_arguments(parser) -> None:

@@ -51,11 +51,12 @@ def run(args) -> int:
     rest = None
     if args.prior:
         from ..mesh import icosphere
-        from ..shape_prior import PriorRestShape, ShapePrior
+        from ..shape_prior import ShapePrior
 
         prior = ShapePrior.load(args.prior)
         prior.check(icosphere(args.subdivisions)[1], args.structure, args.prior)
-        options["rest_shape"] = rest = PriorRestShape(prior)
+        options.update(prior.surface_options())
+        rest = options["rest_shape"]
     template = fit_template(points, image.geometry, **options)
     if rest is not None:
         print(f"prior {prior.structure!r}: pose and {len(prior.variances)} mode weights fitted, points to "
