@@ -48,3 +48,81 @@ def test_suggestions_in_ras_for_the_active_object(tmp_path):
     err = point_distances(obj.surface.vertices, truth_v, truth_f)
     near = err[np.argsort(np.linalg.norm(obj.surface.vertices - found[0], axis=1))[:20]].max()
     assert near > np.percentile(err, 75)
+
+
+def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):
+    """Five nuclei annotated earlier (50 clicks each; four closed, found in the autosave root, one still open)
+    give the sixth, clicked 10 times, a shape prior: its template is closer to the truth than without one;
+    the prior is one undoable edit, autosaved beside the points and back on reopening; too few earlier
+    objects, or an object started from a proposal, are refused with what to do."""
+    import json
+
+    from weaknet.metrics import iou
+    from weaknet.points import write_points
+    from weaknet.realdata import nuclei_cases
+    from weaknet.shape_prior import PULLS, ShapePrior
+
+    cases = nuclei_cases(data_dir / "napari")[:6]
+    core = create_scene()
+    ctl = AnnotationController(core.scene, tmp_path / "auto")
+
+    def open_case(case):
+        path = tmp_path / f"{case.name}.nrrd"
+        if not path.exists():
+            write_volume(case.image, path)
+        return ctl.open(core.volumes.AddArchetypeVolume(str(path), case.name, 0))
+
+    def load(case, count, path):
+        write_points(sample_surface_points(case.label.array, case.label.geometry, count), path)
+        ctl.load_points(path)
+
+    for k, case in enumerate(cases[:5]):
+        open_case(case)
+        ctl.add_object("Nucleus")
+        load(case, 50, tmp_path / f"{case.name}.mrk.json")
+        if k < 4:
+            ctl.close(remove_nodes=True)
+    new = cases[5]
+    session = open_case(new)
+    ctl.add_object("Lesion")
+    with pytest.raises(InputError, match="needs earlier objects of that name on at least 3 other volumes; found 0"):
+        ctl.use_prior()
+    obj = ctl.add_object(" nucleus")  # the name as typed: case and spaces do not matter
+    assert len(ctl.earlier_objects(obj.name)) == 5
+    load(new, 10, tmp_path / "new.mrk.json")
+    plain = iou(session.template_mask(obj), new.label.array)
+    ctl.use_prior()
+    status = ctl.status()
+    assert status.prior == 5 and "from the shape prior of 5 earlier objects" in status.message
+    assert obj.prior.normal_pull in PULLS and obj.point_count == 10
+    with_prior = iou(session.template_mask(obj), new.label.array)
+    assert with_prior > plain + 0.05, (plain, with_prior)  # measured 0.68 → 0.84 (bench prior, nuclei N = 10)
+    # autosaved beside the points
+    folder = session.autosave_dir
+    entry = next(e for e in json.loads((folder / "session.json").read_text())["objects"] if e["name"] == " nucleus")
+    assert ShapePrior.load(folder / entry["prior"]).meshes == 5
+    # one undoable edit
+    ctl.undo()
+    assert obj.prior is None and ctl.status().prior == 0
+    assert iou(session.template_mask(obj), new.label.array) == pytest.approx(plain, abs=1e-6)
+    ctl.redo()
+    assert obj.prior is not None
+    assert iou(session.template_mask(obj), new.label.array) == pytest.approx(with_prior, abs=1e-6)
+    # reopened: the prior is back and the next click is fitted with it
+    ctl.flush()
+    volume = session.volume_node
+    ctl.close(remove_nodes=True)
+    session = ctl.open(volume)
+    again = session.object(" nucleus")
+    assert again.prior is not None and again.prior.meshes == 5
+    ctl.select(" nucleus")
+    assert ctl.status().prior == 5
+    extra = sample_surface_points(new.label.array, new.label.geometry, 11)[10]
+    again.markups_node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(extra)))
+    assert again.surface.rest_shape is not None and iou(session.template_mask(again), new.label.array) > plain
+    # without it again, and an object started from a model's proposal refuses one
+    ctl.use_prior(False)
+    assert again.prior is None and again.surface.rest_shape is None
+    ctl.start_from_prediction(Volume(new.label.array, new.label.geometry), name="Nucleus")
+    with pytest.raises(InputError, match="proposal"):
+        ctl.use_prior()

@@ -215,11 +215,14 @@ class ShapePrior:
         if p.suffix.lower() != ".npz":
             raise InputError(f"{p}: a shape prior is written as .npz")
         p.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(p, mean=self.mean, modes=self.modes, variances=self.variances, faces=self.faces,
-                            structure=np.array(self.structure), size_mm=np.array(self.size_mm),
-                            meshes=np.array(self.meshes), format=np.array(FORMAT),
-                            normal_pull=np.array(self.normal_pull))
+        np.savez_compressed(p, **self.arrays())
         return p
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What the file holds (see the module docstring), by name."""
+        return dict(mean=self.mean, modes=self.modes, variances=self.variances, faces=self.faces,
+                    structure=np.array(self.structure), size_mm=np.array(self.size_mm),
+                    meshes=np.array(self.meshes), format=np.array(FORMAT), normal_pull=np.array(self.normal_pull))
 
     @classmethod
     def load(cls, path: str | Path) -> "ShapePrior":
@@ -406,6 +409,27 @@ def tune_normal_pull(shapes: list[np.ndarray], meshes: list[np.ndarray], faces: 
                 errors[c].append(float(d) / (2 * size))
     mean = {c: float(np.mean(e)) for c, e in errors.items()}
     return min(PULLS, key=lambda c: mean[c]), mean
+
+
+def prior_from_point_sets(point_sets: list[np.ndarray], structure: str, names: list[str] | None = None,
+                          **fit_options) -> ShapePrior:
+    """:func:`build_prior` from earlier objects' clicks (each (N, 3) LPS mm, ≥ 4 points): each fitted from
+    scratch by :class:`~weaknet.asm.ActiveSurface` (``fit_options``, e.g. subdivisions), as a template is once
+    its clicks pause. ``names`` label the sets in error messages."""
+    from .asm import ActiveSurface
+
+    names = names or [f"points {i + 1}" for i in range(len(point_sets))]
+    if len(point_sets) < MIN_MESHES:
+        raise InputError(f"a shape prior of {structure!r} needs at least {MIN_MESHES} earlier objects, got "
+                         f"{len(point_sets)}")
+    meshes = []
+    for name, points in zip(names, point_sets):
+        try:
+            surface = ActiveSurface(**fit_options).fit(points)
+        except InputError as exc:
+            raise InputError(f"{name}: {exc}") from None
+        meshes.append((surface.vertices, surface.faces))
+    return build_prior(meshes, structure, names=names)
 
 
 def prior_from_files(paths: list[str | Path], structure: str | None = None, max_modes: int | None = None

@@ -3,7 +3,8 @@
 :class:`AnnotationController` is what the desktop module's Logic and the browser's panel call for every
 button: open a volume (resume its nodes from the scene, reopen its autosave folder, or start afresh), add
 and select objects, place mode (kept in step with the scene's interaction node, so Esc or Slicer's toolbar
-are seen), undo/redo, clear, delete a point, load/save points, the labelmap of all templates. After every
+are seen), undo/redo, clear, delete a point, load/save points, the labelmap of all templates, a shape prior
+from the earlier objects of the active object's name (:meth:`AnnotationController.use_prior`). After every
 change it sends listeners one :class:`AnnotationStatus` with the counts a panel shows.
 
 Autosave layout (:meth:`AnnotationController.session_folder`): ``<autosave root>/<volume stem>/`` with the
@@ -26,7 +27,8 @@ from weaknet.errors import InputError
 from weaknet.filenames import safe_stem, split_suffix
 
 from . import nodes
-from .session import ATTR_OBJECT, REF_VOLUME, SESSION_FILE, VOLUME_FILE, AnnotationSession, TargetObject
+from .session import (ATTR_OBJECT, REF_VOLUME, SESSION_FILE, VOLUME_FILE, AnnotationSession, TargetObject,
+                      check_prior_allowed)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ class AnnotationStatus:
     can_undo: bool = False
     can_redo: bool = False
     folder: Path | None = None
+    prior: int = 0  # the active object's shape prior: from this many earlier objects (0: none)
 
     @property
     def counts(self) -> str:
@@ -83,6 +86,7 @@ class AnnotationController:
         self.drop_outside_clicks = False  # see AnnotationSession.drop_outside_clicks
         self.later: Callable[[Callable[[], None]], None] | None = None  # see AnnotationSession.later
         self._listeners: list[Callable[[AnnotationStatus], None]] = []
+        self._priors: dict[tuple, object] = {}  # (name, the earlier points' fingerprints) → ShapePrior built
         interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
         self._interaction_tag = None
         if interaction is not None:
@@ -362,6 +366,70 @@ class AnnotationController:
         found = suggest_points(obj.surface.vertices, obj.surface.faces, obj.points_lps, probability, count)
         return [lps_to_ras(f.position[None])[0] for f in found]
 
+    # ---------------------------------------------------------------------------------- the shape prior
+    def earlier_objects(self, name: str) -> list[tuple[str, np.ndarray]]:
+        """The clicks of the objects called ``name`` (case and surrounding spaces ignored) on the other volumes:
+        those open, and the sessions in the autosave root; only objects fitted through their points (not
+        started from a model's proposal) with at least 4. Returns [("<volume> / <object>", points (N, 3) LPS)]."""
+        from weaknet.points import read_points
+
+        key = str(name).strip().casefold()
+        current = self.session
+        found, folders = [], set()
+        for session in self.sessions.values():
+            if session.closed:
+                continue
+            if session.autosave_dir is not None:
+                folders.add(session.autosave_dir.resolve())
+            if session is current:
+                continue
+            for obj in session.objects:
+                if obj.name.strip().casefold() == key and obj.proposal is None and obj.point_count >= 4:
+                    found.append((f"{session.volume_node.GetName()} / {obj.name}", obj.points_lps))
+        if self.autosave_root is not None and self.autosave_root.is_dir():
+            for meta_path in sorted(self.autosave_root.glob(f"*/{SESSION_FILE}")):
+                if meta_path.parent.resolve() in folders:
+                    continue
+                try:
+                    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+                    for entry in meta.get("objects", []):
+                        if str(entry["name"]).strip().casefold() != key or entry.get("proposal"):
+                            continue
+                        points = read_points(meta_path.parent / entry["points"])
+                        if len(points) >= 4:
+                            found.append((f"{meta.get('volume', meta_path.parent.name)} / {entry['name']}", points))
+                except (OSError, ValueError, KeyError, TypeError, InputError) as exc:
+                    log.warning("WeakNet: %s skipped for the shape prior (%s)", meta_path.parent, exc)
+        return found
+
+    def use_prior(self, on: bool = True) -> TargetObject:
+        """Fit the active object with a shape prior (:class:`weaknet.shape_prior.ShapePrior`) learned from the
+        earlier objects of its name on other volumes (:meth:`earlier_objects`; each the fit of its points), or
+        without one (``on`` False). The prior is built once per set of earlier objects (a few seconds: it also
+        chooses how closely the template keeps the prior's shape by leaving each earlier object out) and
+        re-used. One undoable edit. InputError with fewer than 3 earlier objects, or for an object started from a
+        model's proposal."""
+        from weaknet.shape_prior import MIN_MESHES, prior_from_point_sets
+
+        session, obj = self.require(), self.active()
+        prior = None
+        if on:
+            check_prior_allowed(obj)
+            earlier = self.earlier_objects(obj.name)
+            if len(earlier) < MIN_MESHES:
+                where = f": {', '.join(n for n, _ in earlier)}" if earlier else ""
+                raise InputError(f"a shape prior of '{obj.name}' needs earlier objects of that name on at least "
+                                 f"{MIN_MESHES} other volumes; found {len(earlier)}{where}. Annotate more "
+                                 f"volumes with an object named '{obj.name}' first")
+            key = (obj.name.strip().casefold(), tuple(np.round(p, 3).tobytes() for _, p in earlier))
+            prior = self._priors.get(key)
+            if prior is None:
+                prior = self._priors[key] = prior_from_point_sets(
+                    [p for _, p in earlier], obj.name, [n for n, _ in earlier], **(self.fit_options or {}))
+        session.set_prior(obj, prior)
+        self._emit()
+        return obj
+
     # -------------------------------------------------------------------------------------- the model
     def start_from_prediction(self, predicted, name: str | None = None, segment_id: str | None = None,
                               note: str = "") -> TargetObject:
@@ -429,7 +497,8 @@ class AnnotationController:
             message=s.status, level=s.status_level, volume=s.volume_node.GetName() if not s.closed else None,
             objects=tuple(o.name for o in s.objects), active=active.name if active else None,
             points=active.point_count if active else 0, total_points=s.point_count, clicks=s.effort,
-            placing=self.placing, can_undo=s.can_undo, can_redo=s.can_redo, folder=s.autosave_dir)
+            placing=self.placing, can_undo=s.can_undo, can_redo=s.can_redo, folder=s.autosave_dir,
+            prior=active.prior.meshes if active is not None and active.prior is not None else 0)
 
     def add_listener(self, callback: Callable[[AnnotationStatus], None]) -> None:
         """Call ``callback(status)`` after every change of the current session or of the place mode."""

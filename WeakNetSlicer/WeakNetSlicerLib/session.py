@@ -26,6 +26,9 @@ through :func:`weaknet.filenames.unique_stem`, so no two objects share a file.
 An object started from a model's prediction (:meth:`AnnotationSession.set_proposal`) has a
 :class:`weaknet.proposal.Proposal` as its template: its points, any number of them, correct it locally
 instead of being fitted alone; the proposal is part of each undo entry and is saved as ``<stem>.proposal.npz``.
+An object fitted with a shape prior (:meth:`AnnotationSession.set_prior`, a :class:`weaknet.shape_prior.ShapePrior`
+learned from earlier objects of its name) starts every fit from the prior's shape; the prior too is part of each
+undo entry and is saved as ``<stem>.prior.npz``.
 """
 
 from __future__ import annotations
@@ -64,8 +67,11 @@ ATTR_STEM = "WeakNet.Stem"
 ATTR_CLICKS = "WeakNet.Clicks"
 ATTR_PROPOSAL = "WeakNet.Proposal"
 """Markups node attribute: the file of the object's proposal (saved with a scene, read by ``from_scene``)."""
+ATTR_PRIOR = "WeakNet.Prior"
+"""Markups node attribute: the file of the object's shape prior (as ``ATTR_PROPOSAL``)."""
 POINTS_SUFFIX = ".mrk.json"
 PROPOSAL_SUFFIX = ".proposal.npz"
+PRIOR_SUFFIX = ".prior.npz"
 SEGMENT_PREFIX = "weaknet_"
 UNDO_LEVELS = 100
 SESSION_FILE = "session.json"
@@ -89,7 +95,8 @@ class TargetObject:
     ``template_points`` (N, 3) LPS the points the shown template was fitted through; ``clicks`` counts points
     placed by the user (the annotation effort), including ones later removed; ``proposal`` a model's
     :class:`weaknet.proposal.Proposal` the points correct (None: the template is fitted through the points
-    alone).
+    alone); ``prior`` a :class:`weaknet.shape_prior.ShapePrior` every fit of its points starts from (None: the
+    ASM's own rest shapes).
     """
 
     name: str
@@ -108,6 +115,7 @@ class TargetObject:
     dragging: bool = False
     drag_recorded: bool = False
     proposal: object | None = None
+    prior: object | None = None
     refining: Future | None = None  # the refinement of its template running on a worker thread
     refine_stop: threading.Event | None = None  # set to abandon that refinement (a newer click)
 
@@ -122,6 +130,10 @@ class TargetObject:
     @property
     def proposal_file(self) -> str:
         return self.stem + PROPOSAL_SUFFIX
+
+    @property
+    def prior_file(self) -> str:
+        return self.stem + PRIOR_SUFFIX
 
     @property
     def mask(self) -> np.ndarray | None:
@@ -141,13 +153,15 @@ class TargetObject:
 
 @dataclass
 class Edit:
-    """One change of an object's points (or of its proposal): the points (N, 3) LPS, the fitted ActiveSurface
-    (a private copy, or None) and the proposal *before* it, so undo puts back exactly what was shown."""
+    """One change of an object's points (or of its proposal or prior): the points (N, 3) LPS, the fitted
+    ActiveSurface (a private copy, or None), the proposal and the prior *before* it, so undo puts back exactly
+    what was shown."""
 
     obj: TargetObject
     points: np.ndarray
     surface: object | None
     proposal: object | None = None
+    prior: object | None = None
 
 
 class EditHistory:
@@ -207,7 +221,7 @@ class AnnotationSession:
         self.autosave_error: str | None = None
         self._writer = TemplateWriter(on_error=_weak(self._on_write_error))
         self._session_text: str | None = None  # session.json as last written to the autosave folder
-        self._proposals_written: dict[str, object] = {}  # object stem → the proposal its autosaved file holds
+        self._attachments_written: dict[tuple[str, str], object] = {}  # (kind, stem) → what its autosaved file holds
         self.history = EditHistory()
         self._batch = 0
         self._session_dirty: bool | None = False  # None/True while a point event collects session.json writes
@@ -320,10 +334,10 @@ class AnnotationSession:
         edit = source.pop()
         obj = edit.obj
         target.append(Edit(obj, obj.fitted_points if obj.fitted_points is not None else obj.points_lps,
-                           snapshot(obj.surface), obj.proposal))
+                           snapshot(obj.surface), obj.proposal, obj.prior))
         with self._quiet():
             nodes.set_control_points_lps(obj.markups_node, edit.points)
-        obj.proposal = edit.proposal
+        obj.proposal, obj.prior = edit.proposal, edit.prior
         self.active = obj
         self._show(obj, edit.surface)
         self._set_status(f"{obj.name}: {done} a change ({len(edit.points)} points)", "info")
@@ -457,7 +471,7 @@ class AnnotationSession:
 
         surface = obj.surface
         if full or surface is None:
-            surface = ActiveSurface(**self.fit_options)
+            surface = ActiveSurface(**self.fit_options, **(obj.prior.surface_options() if obj.prior else {}))
             surface.fit(points)
         else:
             if obj.refine_stop is not None:
@@ -470,8 +484,9 @@ class AnnotationSession:
 
     def _fitted_status(self, obj: TargetObject) -> None:
         voxels = int(np.count_nonzero(obj.block)) if obj.block is not None else 0
-        self._set_status(f"{obj.name}: template fitted through {len(obj.template_points)} points ({voxels} voxels)",
-                         "info")
+        prior = f", from the shape prior of {obj.prior.meshes} earlier objects" if obj.prior is not None else ""
+        self._set_status(f"{obj.name}: template fitted through {len(obj.template_points)} points ({voxels} voxels)"
+                         f"{prior}", "info")
 
     def _refine_later(self, obj: TargetObject) -> None:
         """Refine ``obj``'s template (the fit of its points) once :attr:`later` runs (the front end showed the
@@ -575,6 +590,27 @@ class AnnotationSession:
         if self.refit(obj, full=True) and note:
             self._set_status(f"{self.status} — {note}", "warning")
 
+    def set_prior(self, obj: TargetObject, prior) -> None:
+        """Fit ``obj`` with a :class:`weaknet.shape_prior.ShapePrior` (None: without one) from now on: its
+        template is fitted afresh from the prior's shape through the points (once it has 4). One undoable
+        edit; autosaved as ``<stem>.prior.npz``. InputError for an object started from a model's proposal or
+        a prior of another mesh resolution."""
+        self._require_open()
+        obj = self._obj(obj)
+        if prior is not None:
+            check_prior_allowed(obj)
+            from weaknet.mesh import icosphere
+
+            prior.check(icosphere(int(self.fit_options.get("subdivisions", 4)))[1],
+                        name=f"the prior of {obj.name!r}")
+        self._record(obj)
+        obj.prior = prior
+        obj.fitted_points = obj.points_lps
+        self.active = obj
+        if not self.refit(obj, full=True):
+            self._set_status(f"{obj.name}: " + (f"shape prior of {prior.meshes} earlier objects; place at least "
+                                                 "4 points" if prior is not None else "no shape prior"), "info")
+
     def _record(self, obj: TargetObject) -> None:
         """Put ``obj``'s state before a change of its points on the undo stack (a drag: once, at its start)."""
         if obj.dragging:
@@ -582,7 +618,7 @@ class AnnotationSession:
                 return
             obj.drag_recorded = True
         before = obj.fitted_points if obj.fitted_points is not None else np.zeros((0, 3))
-        self.history.record(Edit(obj, before, snapshot(obj.surface), obj.proposal))
+        self.history.record(Edit(obj, before, snapshot(obj.surface), obj.proposal, obj.prior))
 
     def template_mask(self, obj: TargetObject | None = None) -> np.ndarray:
         """``obj``'s template as shown, exported by Slicer from its segment: uint8 (D, H, W) on the volume's
@@ -649,6 +685,8 @@ class AnnotationSession:
                                      entry.get("clicks"), Path(entry["points"]).name[: -len(POINTS_SUFFIX)])
                 if entry.get("proposal"):
                     session._adopt_proposal(obj, folder / entry["proposal"])
+                if entry.get("prior"):
+                    session._adopt_prior(obj, folder / entry["prior"])
                 newer = points_file.is_file() and (not templates.is_file()
                                                    or points_file.stat().st_mtime > templates.stat().st_mtime)
                 if session._stale(obj, newer):
@@ -675,6 +713,8 @@ class AnnotationSession:
                                          markups.GetAttribute(ATTR_CLICKS), markups.GetAttribute(ATTR_STEM))
                     if markups.GetAttribute(ATTR_PROPOSAL):
                         session._adopt_proposal(obj, Path(markups.GetAttribute(ATTR_PROPOSAL)))
+                    if markups.GetAttribute(ATTR_PRIOR):
+                        session._adopt_prior(obj, Path(markups.GetAttribute(ATTR_PRIOR)))
                     if session._stale(obj, False):
                         stale.append(obj)
         for obj in stale:
@@ -709,27 +749,46 @@ class AnnotationSession:
             log.warning("WeakNet: %s: the proposal of %s cannot be read (%s); its points are fitted alone",
                         path, obj.name, exc)
             return
-        if self.autosave_dir is not None and path.resolve() == (self.autosave_dir / obj.proposal_file).resolve():
-            self._proposals_written[obj.stem] = obj.proposal
+        self._mark_written(obj, "proposal", path)
 
-    def _write_proposals(self, folder: Path, autosave: bool) -> None:
-        """Write each object's proposal to ``<stem>.proposal.npz`` in ``folder`` (the autosave folder: only a
-        proposal not written there yet, and each points node told where its file is, for a saved scene)."""
+    def _adopt_prior(self, obj: TargetObject, path: Path) -> None:
+        """Give a reopened object its saved shape prior (``<stem>.prior.npz``); a missing or unreadable file
+        leaves it an object without one, with a warning in the log."""
+        from weaknet.shape_prior import ShapePrior
+
+        try:
+            obj.prior = ShapePrior.load(path)
+        except InputError as exc:
+            log.warning("WeakNet: the shape prior of %s cannot be read (%s); it is fitted without one", obj.name, exc)
+            return
+        self._mark_written(obj, "prior", path)
+
+    def _mark_written(self, obj: TargetObject, kind: str, path: Path) -> None:
+        """Note that ``obj``'s ``kind`` ("proposal" or "prior") read from ``path`` is already in the autosave."""
+        if self.autosave_dir is not None and path.resolve() == (self.autosave_dir / _ATTACHED[kind][0](obj)).resolve():
+            self._attachments_written[kind, obj.stem] = getattr(obj, kind)
+
+    def _write_attachments(self, folder: Path, autosave: bool) -> None:
+        """Write each object's proposal and prior to ``<stem>.proposal.npz`` / ``<stem>.prior.npz`` in ``folder``
+        (the autosave folder: only one not written there yet, and each points node told where its file is, for
+        a saved scene)."""
         for o in self.objects:
-            if o.proposal is None:
-                if autosave and o.markups_node.GetAttribute(ATTR_PROPOSAL):
-                    o.markups_node.RemoveAttribute(ATTR_PROPOSAL)
-                continue
-            path = folder / o.proposal_file
-            if autosave and self._proposals_written.get(o.stem) is o.proposal:
-                continue
-            tmp = folder / (o.proposal_file + ".tmp")
-            with open(tmp, "wb") as f:
-                np.savez(f, **o.proposal.arrays())
-            tmp.replace(path)
-            if autosave:
-                self._proposals_written[o.stem] = o.proposal
-                o.markups_node.SetAttribute(ATTR_PROPOSAL, str(path.resolve()))
+            for kind, (file_of, attribute) in _ATTACHED.items():
+                value = getattr(o, kind)
+                if value is None:
+                    if autosave and o.markups_node.GetAttribute(attribute):
+                        o.markups_node.RemoveAttribute(attribute)
+                    continue
+                path = folder / file_of(o)
+                if autosave and self._attachments_written.get((kind, o.stem)) is value:
+                    continue
+                tmp = folder / (file_of(o) + ".tmp")
+                with open(tmp, "wb") as f:
+                    np.savez(f, **value.arrays())
+                tmp.replace(path)
+                if autosave:
+                    self._attachments_written[kind, o.stem] = value
+                    o.markups_node.SetAttribute(attribute, str(path.resolve()))
 
     def _stale(self, obj: TargetObject, points_newer: bool) -> bool:
         """Whether ``obj``'s template (as read) is older than its points: no segment for 4 or more points (or
@@ -933,10 +992,11 @@ class AnnotationSession:
         meta = {"volume": self.volume_node.GetName(), "volume_file": volume_file,
                 "objects": [{"name": o.name, "segment_id": o.segment_id, "points": o.points_file,
                              "color": list(o.color), "clicks": o.clicks, "point_count": o.point_count,
-                             **({"proposal": o.proposal_file} if o.proposal is not None else {})}
+                             **({"proposal": o.proposal_file} if o.proposal is not None else {}),
+                             **({"prior": o.prior_file} if o.prior is not None else {})}
                             for o in self.objects],
                 "templates": TEMPLATES_FILE, "effort": self.effort}
-        self._write_proposals(folder, autosave)  # before session.json refers to them
+        self._write_attachments(folder, autosave)  # before session.json refers to them
         text = json.dumps(meta, indent=2)
         if autosave and text == self._session_text:
             return
@@ -1014,6 +1074,18 @@ class AnnotationSession:
                 callback(self)
             except Exception:  # noqa: BLE001 - a broken listener must not break the session
                 log.exception("WeakNet: a session listener failed")
+
+
+_ATTACHED = {"proposal": (lambda o: o.proposal_file, ATTR_PROPOSAL), "prior": (lambda o: o.prior_file, ATTR_PRIOR)}
+"""What an object may carry besides its points, saved beside them (its ``arrays()`` with ``np.savez``): kind →
+(its file name, the points node's attribute naming the file)."""
+
+
+def check_prior_allowed(obj: TargetObject) -> None:
+    """InputError when ``obj`` cannot take a shape prior: it starts from a model's proposal."""
+    if obj.proposal is not None:
+        raise InputError(f"{obj.name} starts from the model's proposal; a shape prior is for objects fitted "
+                         "through their points")
 
 
 def _last_defined(markups_node) -> bool:
