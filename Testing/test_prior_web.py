@@ -1,5 +1,6 @@
-"""Where to click next in the browser (issue 15), headless Chromium: key S moves every slice view to the
-controller's suggestion, a place on the template far from the points."""
+"""Issue 15 in the browser, headless Chromium: key S moves every slice view to the controller's suggestion, a
+place on the template far from the points; the "prior" switch fits the object from earlier objects of its
+name (refused, and off again, while there are too few)."""
 
 from __future__ import annotations
 
@@ -32,12 +33,12 @@ def page(tmp_path_factory):
         p.set_state("points_file", "pts.mrk.json")
         p.page.locator('[data-testid="load-points_file"]').first.click()
         p.wait_state("status", "v.includes('template fitted through 8 points')")
-        yield p, points
+        yield p, points, root
         server.check_alive()
 
 
 def test_key_s_jumps_the_views_to_the_suggestion(page):
-    p, points = page
+    p, points, _ = page
     p.page.evaluate("() => document.activeElement && document.activeElement.blur()")
     p.page.keyboard.press("s")
     p.wait_state("suggestion", "v !== null")
@@ -49,3 +50,53 @@ def test_key_s_jumps_the_views_to_the_suggestion(page):
     assert abs(views["Red"]["offset"] - s) <= 1.0
     assert abs(abs(views["Green"]["offset"]) - abs(a)) <= 0.5 and abs(abs(views["Yellow"]["offset"]) - abs(r)) <= 0.5
     assert "where to click next" in p.state("info_message")
+
+
+def _blob(shape, axes, centre):
+    k, j, i = np.indices(shape)
+    return ((((i - centre[0]) / axes[0]) ** 2 + ((j - centre[1]) / axes[1]) ** 2
+             + ((k - centre[2]) / axes[2]) ** 2) <= 1).astype(np.uint8)
+
+
+def test_prior_switch_uses_earlier_objects_of_the_name(page):
+    """Refused with 0 earlier objects (the message names what to do; the switch turns off again); with three
+    earlier volumes annotated (the real workflow layer on the real Slicer core, as another session would
+    leave them in the annotations folder) the object is fitted from their prior, autosaved with it; Undo takes
+    the prior back, the switch follows; off again fits without it."""
+    import json
+
+    from WeakNetSlicerLib.annotation import AnnotationController
+    from WeakNetSlicerLib.scene import create_scene
+
+    p, _, root = page
+    errors = p.state("error_count")
+    p.page.locator('[data-testid="use-prior"] input').click()
+    p.wait_state("error_count", f"v > {errors}")
+    assert "needs earlier objects of that name on at least 3 other volumes; found 0" in p.state("error_message")
+    p.wait_state("use_prior", "v === false")
+    # three earlier volumes, each with its own 'Object 1' (30 clicks), written by the workflow layer
+    core = create_scene()
+    ctl = AnnotationController(core.scene, root / "annotations")
+    geometry = Geometry.create((48, 48, 24), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
+    for n, axes in enumerate([(11, 10, 6), (13, 9, 6), (12, 11, 5)]):
+        blob = _blob(geometry.shape, axes, (24 + n, 23, 12))
+        path = write_volume(Volume((-800.0 + 1000.0 * blob).astype(np.int16), geometry), root / f"earlier_{n}.nrrd")
+        ctl.open(core.volumes.AddArchetypeVolume(str(path), path.stem, 0))
+        ctl.add_object("Object 1")
+        write_points(sample_surface_points(blob, geometry, 30, seed=n), root / f"earlier_{n}.mrk.json")
+        ctl.load_points(root / f"earlier_{n}.mrk.json")
+    ctl.shutdown()
+    updates = p.state("update_count")
+    p.page.locator('[data-testid="use-prior"] input').click()
+    p.wait_state("status", "v.includes('from the shape prior of 3 earlier objects')", timeout_ms=120000)
+    assert p.state("use_prior") is True and p.state("update_count") > updates
+    meta = json.loads((root / "annotations" / "blob" / "session.json").read_text())
+    entry = next(e for e in meta["objects"] if e["name"] == "Object 1")
+    assert (root / "annotations" / "blob" / entry["prior"]).is_file()
+    p.page.locator('[data-testid="undo"]').click()
+    p.wait_state("use_prior", "v === false")
+    p.page.locator('[data-testid="redo"]').click()
+    p.wait_state("use_prior", "v === true")
+    p.page.locator('[data-testid="use-prior"] input').click()
+    p.wait_state("use_prior", "v === false")
+    p.wait_state("status", "v.includes('template fitted through 8 points') && !v.includes('prior')")

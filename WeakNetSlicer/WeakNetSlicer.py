@@ -168,6 +168,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deletePointButton.connect("clicked(bool)", self.onDeletePoint)
         self.ui.suggestButton.connect("clicked(bool)", self.onSuggest)
         self.ui.clearButton.connect("clicked(bool)", self.onClearPoints)
+        self.ui.priorButton.connect("toggled(bool)", self.onPriorToggled)
         # the current object's points: selecting a row jumps the slice views to it (Slicer's own list widget)
         self.pointList = slicer.qSlicerSimpleMarkupsWidget()
         self.pointList.setMRMLScene(slicer.mrmlScene)
@@ -258,6 +259,7 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.deletePointButton.enabled = hasPoints
         self.ui.suggestButton.enabled = hasPoints
         self.ui.clearButton.enabled = hasPoints
+        self.ui.priorButton.enabled = hasPoints
         self.pointList.setCurrentNode(p.points if hasPoints else None)
         self.ui.addToTrainingSetButton.enabled = hasVolume
         training, applying = self.logic.isTraining(), self.logic.isApplying()
@@ -277,14 +279,20 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.statusLabel.text = info.message
         self.ui.statusLabel.setStyleSheet("color: #c0392b" if info.level != "info" else "")
         self.syncPlaceButton(info.placing)
+        self.syncButton(self.ui.priorButton, info.prior > 0)
 
     def syncPlaceButton(self, placing: bool) -> None:
         """The button shows the controller's place mode (which follows the interaction node), without
         toggling it again."""
-        if self.ui.placeButton.checked != placing:
-            wasBlocked = self.ui.placeButton.blockSignals(True)
-            self.ui.placeButton.checked = placing
-            self.ui.placeButton.blockSignals(wasBlocked)
+        self.syncButton(self.ui.placeButton, placing)
+
+    @staticmethod
+    def syncButton(button, checked: bool) -> None:
+        """Show a checkable button's state without emitting toggled (the state is the controller's)."""
+        if button.checked != checked:
+            wasBlocked = button.blockSignals(True)
+            button.checked = checked
+            button.blockSignals(wasBlocked)
 
     def onAddObject(self) -> None:
         p = self._parameterNode
@@ -326,6 +334,14 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onClearPoints(self) -> None:
         with self.errorDisplay():
             self.logic.clearPoints(self._parameterNode.points)
+
+    def onPriorToggled(self, on: bool) -> None:
+        """Fit the object from a shape prior of the earlier objects of its name (or without one again)."""
+        try:
+            with self.errorDisplay():
+                self.logic.usePrior(self._parameterNode.points, on)
+        finally:
+            self.updateAnnotationStatus()  # a refused prior does not stay checked
 
     def onAddToTrainingSet(self) -> None:
         p = self._parameterNode
@@ -558,6 +574,11 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
     def clearPoints(self, markupsNode) -> None:
         self._select(markupsNode)
         self.controller.clear()
+
+    def usePrior(self, markupsNode, on: bool = True) -> None:
+        """Fit the object from a shape prior of the earlier objects of its name (AnnotationController.use_prior)."""
+        self._select(markupsNode)
+        self.controller.use_prior(on)
 
     def annotationStatus(self, volumeNode):
         """The volume's AnnotationStatus (message, level, points, total_points, clicks, objects, placing...)."""

@@ -135,6 +135,7 @@ class AnnotatorApp(TrameApp):
         s.change("place_mode")(guard(self._place_mode_changed))
         s.change("wl_drag")(guard(lambda wl_drag, **_: self.set_wl_drag(wl_drag)))
         s.change("active_object")(guard(lambda active_object, **_: a.select_object(active_object)))
+        s.change("use_prior")(guard(lambda use_prior, **_: a.set_prior(use_prior)))
         ctrl.add_object = guard(a.add_object)
         ctrl.undo_point = guard(a.undo)
         ctrl.redo_point = guard(a.redo)
