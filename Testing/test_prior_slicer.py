@@ -56,6 +56,7 @@ def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):
     the prior is one undoable edit, autosaved beside the points and back on reopening; too few earlier
     objects, or an object started from a proposal, are refused with what to do."""
     import json
+    import time
 
     from weaknet.metrics import iou
     from weaknet.points import write_points
@@ -91,8 +92,19 @@ def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):
     assert len(ctl.earlier_objects(obj.name)) == 5
     load(new, 10, tmp_path / "new.mrk.json")
     plain = iou(session.template_mask(obj), new.label.array)
+    # a front end's `later` (a queue run by hand, as a GUI timer): the prior is built on a worker thread
+    queue = []
+    ctl.later = queue.append
     ctl.use_prior()
+    assert ctl.status().building_prior and ctl.status().prior == 0 and "building a shape prior" in session.status
+    with pytest.raises(InputError, match="being built"):
+        ctl.use_prior()
+    while queue:
+        time.sleep(0.05)
+        queue.pop(0)()
+    ctl.later = None
     status = ctl.status()
+    assert not status.building_prior
     assert status.prior == 5 and "from the shape prior of 5 earlier objects" in status.message
     assert obj.prior.normal_pull in PULLS and obj.point_count == 10
     with_prior = iou(session.template_mask(obj), new.label.array)

@@ -59,10 +59,11 @@ def _blob(shape, axes, centre):
 
 
 def test_prior_switch_uses_earlier_objects_of_the_name(page):
-    """Refused with 0 earlier objects (the message names what to do; the switch turns off again); with three
+    """Refused with 0 earlier objects (the message names what to do; the switch turns off again); with four
     earlier volumes annotated (the real workflow layer on the real Slicer core, as another session would
-    leave them in the annotations folder) the object is fitted from their prior, autosaved with it; Undo takes
-    the prior back, the switch follows; off again fits without it."""
+    leave them in the annotations folder) the prior is built on the server's worker thread (the switch shows
+    it loading) and the object is fitted from it, autosaved with it; Undo takes the prior back, the switch
+    follows; off again fits without it."""
     import json
 
     from WeakNetSlicerLib.annotation import AnnotationController
@@ -74,11 +75,11 @@ def test_prior_switch_uses_earlier_objects_of_the_name(page):
     p.wait_state("error_count", f"v > {errors}")
     assert "needs earlier objects of that name on at least 3 other volumes; found 0" in p.state("error_message")
     p.wait_state("use_prior", "v === false")
-    # three earlier volumes, each with its own 'Object 1' (30 clicks), written by the workflow layer
+    # four earlier volumes, each with its own 'Object 1' (30 clicks), written by the workflow layer
     core = create_scene()
     ctl = AnnotationController(core.scene, root / "annotations")
     geometry = Geometry.create((48, 48, 24), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0))
-    for n, axes in enumerate([(11, 10, 6), (13, 9, 6), (12, 11, 5)]):
+    for n, axes in enumerate([(11, 10, 6), (13, 9, 6), (12, 11, 5), (10, 9, 7)]):
         blob = _blob(geometry.shape, axes, (24 + n, 23, 12))
         path = write_volume(Volume((-800.0 + 1000.0 * blob).astype(np.int16), geometry), root / f"earlier_{n}.nrrd")
         ctl.open(core.volumes.AddArchetypeVolume(str(path), path.stem, 0))
@@ -88,7 +89,10 @@ def test_prior_switch_uses_earlier_objects_of_the_name(page):
     ctl.shutdown()
     updates = p.state("update_count")
     p.page.locator('[data-testid="use-prior"] input').click()
-    p.wait_state("status", "v.includes('from the shape prior of 3 earlier objects')", timeout_ms=120000)
+    p.wait_state("building_prior", "v === true")
+    assert p.state("use_prior") is True
+    p.wait_state("status", "v.includes('from the shape prior of 4 earlier objects')", timeout_ms=120000)
+    assert p.state("building_prior") is False
     assert p.state("use_prior") is True and p.state("update_count") > updates
     meta = json.loads((root / "annotations" / "blob" / "session.json").read_text())
     entry = next(e for e in meta["objects"] if e["name"] == "Object 1")

@@ -14,8 +14,10 @@ session is skipped (``<stem>_2``, ...), so two volumes never share a folder and 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -51,6 +53,7 @@ class AnnotationStatus:
     can_redo: bool = False
     folder: Path | None = None
     prior: int = 0  # the active object's shape prior: from this many earlier objects (0: none)
+    building_prior: bool = False  # a shape prior is being built for the active object (see use_prior)
 
     @property
     def counts(self) -> str:
@@ -87,6 +90,7 @@ class AnnotationController:
         self.later: Callable[[Callable[[], None]], None] | None = None  # see AnnotationSession.later
         self._listeners: list[Callable[[AnnotationStatus], None]] = []
         self._priors: dict[tuple, object] = {}  # (name, the earlier points' fingerprints) → ShapePrior built
+        self._building: tuple | None = None  # (session, object, Future) of the prior being built, see use_prior
         interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
         self._interaction_tag = None
         if interaction is not None:
@@ -405,13 +409,17 @@ class AnnotationController:
     def use_prior(self, on: bool = True) -> TargetObject:
         """Fit the active object with a shape prior (:class:`weaknet.shape_prior.ShapePrior`) learned from the
         earlier objects of its name on other volumes (:meth:`earlier_objects`; each the fit of its points), or
-        without one (``on`` False). The prior is built once per set of earlier objects (a few seconds: it also
-        chooses how closely the template keeps the prior's shape by leaving each earlier object out) and
-        re-used. One undoable edit. InputError with fewer than 3 earlier objects, or for an object started from a
-        model's proposal."""
+        without one (``on`` False). The prior is built once per set of earlier objects and re-used. From 4
+        earlier objects on, building also chooses how closely the template keeps the prior's shape, by leaving
+        each earlier object out (5–30 s at 2,562 vertices): with :attr:`later` set (a front end) that runs on a
+        worker thread (the status says so, ``building_prior``) and the prior is applied through ``later``
+        once built, if the object still exists. One undoable edit. InputError with fewer than 3 earlier
+        objects, for an object started from a model's proposal, or while a prior is being built."""
         from weaknet.shape_prior import MIN_MESHES, prior_from_point_sets
 
         session, obj = self.require(), self.active()
+        if self._building is not None:
+            raise InputError(f"a shape prior of '{self._building[1].name}' is being built; wait until it is done")
         prior = None
         if on:
             check_prior_allowed(obj)
@@ -424,11 +432,39 @@ class AnnotationController:
             key = (obj.name.strip().casefold(), tuple(np.round(p, 3).tobytes() for _, p in earlier))
             prior = self._priors.get(key)
             if prior is None:
-                prior = self._priors[key] = prior_from_point_sets(
-                    [p for _, p in earlier], obj.name, [n for n, _ in earlier], **(self.fit_options or {}))
+                build = functools.partial(prior_from_point_sets, [p for _, p in earlier], obj.name,
+                                          [n for n, _ in earlier], **(self.fit_options or {}))
+                if self.later is None or len(earlier) <= MIN_MESHES:  # nothing to tune: a second at most
+                    prior = self._priors[key] = build()
+                else:
+                    future = _prior_builder().submit(build)
+                    self._building = (session, obj, future)
+                    session.report(f"{obj.name}: building a shape prior from {len(earlier)} earlier objects "
+                                   "(its fit is tuned on them; up to half a minute)…")
+                    self.later(lambda: self._prior_built(key))
+                    return obj
         session.set_prior(obj, prior)
         self._emit()
         return obj
+
+    def _prior_built(self, key: tuple) -> None:
+        """Through :attr:`later`: once the prior being built is done, cache it and give it to its object."""
+        session, obj, future = self._building
+        if not future.done():
+            self.later(lambda: self._prior_built(key))
+            return
+        self._building = None
+        try:
+            prior = self._priors[key] = future.result()
+        except InputError as exc:
+            session.report(f"{obj.name}: no shape prior: {exc}", "error")
+        except Exception as exc:  # noqa: BLE001 - called from a GUI timer: report, never raise
+            log.exception("WeakNet: building the shape prior of %s failed", obj.name)
+            session.report(f"{obj.name}: building the shape prior failed ({exc}); your points are kept", "error")
+        else:
+            if not session.closed and obj in session.objects:
+                session.set_prior(obj, prior)
+        self._emit()
 
     # -------------------------------------------------------------------------------------- the model
     def start_from_prediction(self, predicted, name: str | None = None, segment_id: str | None = None,
@@ -498,7 +534,8 @@ class AnnotationController:
             objects=tuple(o.name for o in s.objects), active=active.name if active else None,
             points=active.point_count if active else 0, total_points=s.point_count, clicks=s.effort,
             placing=self.placing, can_undo=s.can_undo, can_redo=s.can_redo, folder=s.autosave_dir,
-            prior=active.prior.meshes if active is not None and active.prior is not None else 0)
+            prior=active.prior.meshes if active is not None and active.prior is not None else 0,
+            building_prior=self._building is not None and self._building[1] is active)
 
     def add_listener(self, callback: Callable[[AnnotationStatus], None]) -> None:
         """Call ``callback(status)`` after every change of the current session or of the place mode."""
@@ -546,6 +583,12 @@ class AnnotationController:
                 callback(status)
             except Exception:  # noqa: BLE001 - a broken panel must not break annotation
                 log.exception("WeakNet: an annotation listener failed")
+
+
+@functools.lru_cache(maxsize=1)
+def _prior_builder() -> ThreadPoolExecutor:
+    """The one worker thread that builds shape priors (:meth:`AnnotationController.use_prior`)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="weaknet-prior")
 
 
 def _only_segment(segmentation_node, segment_id: str | None) -> str:

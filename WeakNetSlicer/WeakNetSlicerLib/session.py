@@ -610,6 +610,15 @@ class AnnotationSession:
         if not self.refit(obj, full=True):
             self._set_status(f"{obj.name}: " + (f"shape prior of {prior.meshes} earlier objects; place at least "
                                                  "4 points" if prior is not None else "no shape prior"), "info")
+        if prior is not None and prior.worse_than_plain:
+            self._set_status(f"{self.status} — on the earlier objects, left out one at a time, it fitted worse "
+                             f"than without a prior ({prior.tuning[prior.normal_pull]:.3f} vs "
+                             f"{prior.tuning['plain']:.3f} RMS radii): turn it off if the template looks worse",
+                             "warning")
+
+    def report(self, message: str, level: str = "info") -> None:
+        """Show ``message`` as the session's status (``level``: info, warning, error) and tell listeners."""
+        self._set_status(message, level)
 
     def _record(self, obj: TargetObject) -> None:
         """Put ``obj``'s state before a change of its points on the undo stack (a drag: once, at its start)."""

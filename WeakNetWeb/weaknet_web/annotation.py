@@ -49,7 +49,8 @@ class AnnotationPanel:
     ``selected_point`` (index in ``points``, -1: none), ``active_object``, ``points`` (the active object's, list of
     {i, ras}), ``n_points`` (the active object's), ``total_points`` (all objects), ``effort``, ``status``,
     ``status_level``, ``place_mode``, ``can_undo``, ``can_redo``, ``use_prior`` (the active object is fitted from a
-    shape prior) and ``update_count`` (statuses mirrored so far; tests wait on it).
+    shape prior, or one is being built for it: ``building_prior``) and ``update_count`` (statuses mirrored so
+    far; tests wait on it).
     """
 
     def __init__(self, app):
@@ -70,7 +71,7 @@ class AnnotationPanel:
         self.labelmap, self.save_segmentation, self.require = c.labelmap, c.save_segmentation, c.require
         self.state.selected_point = -1
         self.state.object_list = []
-        self.state.use_prior = False
+        self.state.use_prior = self.state.building_prior = False
 
     # ------------------------------------------------------------------------------- objects, points
     def rename(self, name: str, new_name: str) -> None:
@@ -110,11 +111,13 @@ class AnnotationPanel:
     def set_prior(self, on: bool) -> None:
         """The page's "prior" switch: fit the active object from the earlier objects of its name (or without);
         the switch always ends showing what the object has (a refused prior turns it off again)."""
+        status = self.controller.status()
         try:
-            if bool(on) != (self.controller.status().prior > 0):
+            if bool(on) != (status.prior > 0 or status.building_prior):
                 self.controller.use_prior(bool(on))
         finally:
-            self.state.use_prior = self.controller.status().prior > 0
+            status = self.controller.status()
+            self.state.use_prior = status.prior > 0 or status.building_prior
 
     def jump_to_suggestion(self) -> None:
         """Move every slice view to where to click next (the controller's first suggestion: the place the
@@ -318,7 +321,8 @@ class AnnotationPanel:
             s.status = user_message(status.message, self.app.data_root.path)
             s.status_level = status.level
             s.can_undo, s.can_redo = status.can_undo, status.can_redo
-            s.use_prior = status.prior > 0
+            s.use_prior = status.prior > 0 or status.building_prior
+            s.building_prior = status.building_prior
             if session is not None and s.place_mode != status.placing:
                 s.place_mode = status.placing
             s.update_count = int(s.update_count or 0) + 1

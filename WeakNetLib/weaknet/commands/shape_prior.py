@@ -41,6 +41,5 @@ def run(args) -> int:
               "vertices; mean surface distance in RMS radii): " + ", ".join(
                   f"{c:g}: {e:.4f}" for c, e in prior.tuning.items() if c != "plain")
               + f"; without the prior {plain:.4f}"
-              + ("" if prior.tuning[prior.normal_pull] < plain else
-                 " — the prior did not beat the plain template on these meshes"))
+              + (" — the prior did not beat the plain template on these meshes" if prior.worse_than_plain else ""))
     return 0
