@@ -92,6 +92,7 @@ def test_desktop_and_web_drive_the_controller_alike(volume_file, tmp_path):
     assert {"undo"} <= _logic_calls("undo") and {"redo"} <= _logic_calls("redo")
     assert {"start", "parse"} <= _logic_calls("startTraining")
     assert {"add_to_training_set"} <= _logic_calls("addToTrainingSet")
+    assert {"use_prior"} <= _logic_calls("usePrior")  # the web panel's switch makes the same call (set_prior)
 
     # desktop: autosave root = the panel's autosave folder; the Logic opens, adds "Object 1" (the next free
     # name), undoes/redoes through the controller
