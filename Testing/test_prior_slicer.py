@@ -15,7 +15,7 @@ from weaknet.mesh import point_distances
 from weaknet.phantoms import make_phantom
 from weaknet.sampling import mask_surface, sample_surface_points
 from weaknet.volume import Volume, write_volume
-from WeakNetSlicerLib.annotation import AnnotationController
+from WeakNetSlicerLib.annotation import AnnotationController, structure_of
 from WeakNetSlicerLib.scene import create_scene
 
 
@@ -86,10 +86,11 @@ def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):
     new = cases[5]
     session = open_case(new)
     ctl.add_object("Lesion")
-    with pytest.raises(InputError, match="needs earlier objects of that name on at least 3 other volumes; found 0"):
+    with pytest.raises(InputError, match="needs at least 3 earlier objects of that name .* found 0"):
         ctl.use_prior()
     obj = ctl.add_object(" nucleus")  # the name as typed: case and spaces do not matter
     assert len(ctl.earlier_objects(obj.name)) == 5
+    assert structure_of("Nucleus 3") == structure_of("nucleus_12") == "nucleus" and structure_of("7") == "7"
     load(new, 10, tmp_path / "new.mrk.json")
     plain = iou(session.template_mask(obj), new.label.array)
     # a front end's `later` (a queue run by hand, as a GUI timer): the prior is built on a worker thread
@@ -132,6 +133,10 @@ def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):
     extra = sample_surface_points(new.label.array, new.label.geometry, 11)[10]
     again.markups_node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(extra)))
     assert again.surface.rest_shape is not None and iou(session.template_mask(again), new.label.array) > plain
+    # the current volume's own objects count too ("Nucleus 2" is of the structure " nucleus" is)
+    ctl.add_object("Nucleus 2")
+    assert len(ctl.earlier_objects("Nucleus 2")) == 6
+    ctl.select(" nucleus")
     # without it again, and an object started from a model's proposal refuses one
     ctl.use_prior(False)
     assert again.prior is None and again.surface.rest_shape is None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,23 +373,24 @@ class AnnotationController:
 
     # ---------------------------------------------------------------------------------- the shape prior
     def earlier_objects(self, name: str) -> list[tuple[str, np.ndarray]]:
-        """The clicks of the objects called ``name`` (case and surrounding spaces ignored) on the other volumes:
-        those open, and the sessions in the autosave root; only objects fitted through their points (not
-        started from a model's proposal) with at least 4. Returns [("<volume> / <object>", points (N, 3) LPS)]."""
+        """The clicks of the other objects of the structure ``name`` (:func:`structure_of`: "Nucleus 3" and
+        "nucleus" are one) on every volume — the active object left out: those open (the current volume's
+        too, e.g. earlier nuclei of the same stack) and the sessions in the autosave root; only objects fitted
+        through their points (not started from a model's proposal) with at least 4. Returns
+        [("<volume> / <object>", points (N, 3) LPS)]."""
         from weaknet.points import read_points
 
-        key = str(name).strip().casefold()
-        current = self.session
+        key = structure_of(name)
+        active = self.session.active if self.session is not None else None
         found, folders = [], set()
         for session in self.sessions.values():
             if session.closed:
                 continue
             if session.autosave_dir is not None:
                 folders.add(session.autosave_dir.resolve())
-            if session is current:
-                continue
             for obj in session.objects:
-                if obj.name.strip().casefold() == key and obj.proposal is None and obj.point_count >= 4:
+                if obj is not active and structure_of(obj.name) == key and obj.proposal is None \
+                        and obj.point_count >= 4:
                     found.append((f"{session.volume_node.GetName()} / {obj.name}", obj.points_lps))
         if self.autosave_root is not None and self.autosave_root.is_dir():
             for meta_path in sorted(self.autosave_root.glob(f"*/{SESSION_FILE}")):
@@ -397,7 +399,7 @@ class AnnotationController:
                 try:
                     meta = json.loads(meta_path.read_text(encoding="utf-8"))
                     for entry in meta.get("objects", []):
-                        if str(entry["name"]).strip().casefold() != key or entry.get("proposal"):
+                        if structure_of(str(entry["name"])) != key or entry.get("proposal"):
                             continue
                         points = read_points(meta_path.parent / entry["points"])
                         if len(points) >= 4:
@@ -408,7 +410,7 @@ class AnnotationController:
 
     def use_prior(self, on: bool = True) -> TargetObject:
         """Fit the active object with a shape prior (:class:`weaknet.shape_prior.ShapePrior`) learned from the
-        earlier objects of its name on other volumes (:meth:`earlier_objects`; each the fit of its points), or
+        earlier objects of its structure (:meth:`earlier_objects`; each the fit of its points), or
         without one (``on`` False). The prior is built once per set of earlier objects and re-used. From 4
         earlier objects on, building also chooses how closely the template keeps the prior's shape, by leaving
         each earlier object out (5–30 s at 2,562 vertices): with :attr:`later` set (a front end) that runs on a
@@ -426,10 +428,11 @@ class AnnotationController:
             earlier = self.earlier_objects(obj.name)
             if len(earlier) < MIN_MESHES:
                 where = f": {', '.join(n for n, _ in earlier)}" if earlier else ""
-                raise InputError(f"a shape prior of '{obj.name}' needs earlier objects of that name on at least "
-                                 f"{MIN_MESHES} other volumes; found {len(earlier)}{where}. Annotate more "
-                                 f"volumes with an object named '{obj.name}' first")
-            key = (obj.name.strip().casefold(), tuple(np.round(p, 3).tobytes() for _, p in earlier))
+                raise InputError(f"a shape prior of '{obj.name}' needs at least {MIN_MESHES} earlier objects of "
+                                 f"that name (a trailing number aside) with 4 or more points; found "
+                                 f"{len(earlier)}{where}. Annotate more objects named '{obj.name}' first, on this "
+                                 "or other volumes")
+            key = (structure_of(obj.name), tuple(np.round(p, 3).tobytes() for _, p in earlier))
             prior = self._priors.get(key)
             if prior is None:
                 build = functools.partial(prior_from_point_sets, [p for _, p in earlier], obj.name,
@@ -583,6 +586,13 @@ class AnnotationController:
                 callback(status)
             except Exception:  # noqa: BLE001 - a broken panel must not break annotation
                 log.exception("WeakNet: an annotation listener failed")
+
+
+def structure_of(name: str) -> str:
+    """The structure an object's name stands for: case, surrounding spaces and a trailing number ignored
+    ("Nucleus 3", "nucleus_12" and " NUCLEUS" are one; a name that is only a number stays itself)."""
+    bare = str(name).strip()
+    return (re.sub(r"[\s_\-]*\d+$", "", bare) or bare).casefold()
 
 
 @functools.lru_cache(maxsize=1)

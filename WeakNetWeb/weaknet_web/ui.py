@@ -175,8 +175,9 @@ def _points_panel(ctrl) -> None:
     v.VSwitch(v_model=("use_prior",), label="Use earlier objects of this name as a prior", density="compact",
               hide_details=True, color="primary", disabled=("!active_object",), loading=("building_prior",),
               raw_attrs=[
-                  'data-testid="use-prior"', 'title="Fit from a shape prior learned from the objects of this name '
-                  'on at least 3 other volumes (annotations folder): fewer points for the same template"'])
+                  'data-testid="use-prior"', 'title="Fit from a shape prior learned from at least 3 earlier objects '
+                  'of this name (a trailing number aside; this volume and those in annotations/): fewer points for '
+                  'the same template"'])
     html.Div("{{ active_object }}: {{ n_points }} points · effort {{ effort }} clicks", classes="text-body-2 my-1",
              raw_attrs=['data-testid="point-count"'])
     html.Div("{{ objects.length }} object(s), {{ total_points }} points in all", classes="text-caption",
