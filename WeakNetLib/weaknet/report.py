@@ -182,12 +182,14 @@ def plot_iso_iou(summary: list[dict], path: Path) -> Path | None:
     return path
 
 
-def plot_overlay(image: np.ndarray, spacing, masks: dict[str, np.ndarray], path: Path, title: str = "") -> Path:
+def plot_overlay(image: np.ndarray, spacing, masks: dict[str, np.ndarray], path: Path, title: str = "",
+                 styles: dict[str, tuple[str, str]] | None = None) -> Path:
     """Axial and coronal slices through the truth's centre: image in grey, one contour per mask.
 
     image and masks (D, H, W); spacing (x, y, z) mm sets the aspect; ``masks`` keys: 'truth', 'template',
-    'weaknet', 'slices', 'full' (any subset).
+    'weaknet', 'slices', 'full' (any subset), or any key given a (colour, legend label) in ``styles``.
     """
+    styles = {**{k: (COLOURS[k], {"truth": "truth"}.get(k, LABELS.get(k, k))) for k in COLOURS}, **(styles or {})}
     import matplotlib
 
     matplotlib.use("Agg")
@@ -207,12 +209,12 @@ def plot_overlay(image: np.ndarray, spacing, masks: dict[str, np.ndarray], path:
         for key, m in masks.items():
             sl = cut(m)
             if sl.any():
-                ax.contour(sl, [0.5], colors=COLOURS[key], linewidths=1.6 if key == "truth" else 1.1,
+                ax.contour(sl, [0.5], colors=styles[key][0], linewidths=1.6 if key == "truth" else 1.1,
                            linestyles="dashed" if key == "template" else "solid")
         ax.set_title(f"{name} {k if name == 'axial' else j}", fontsize=9)
         ax.set_axis_off()
-    handles = [Line2D([], [], color=COLOURS[key], linestyle="dashed" if key == "template" else "solid",
-                      label={"truth": "truth"}.get(key, LABELS.get(key, key))) for key in masks]
+    handles = [Line2D([], [], color=styles[key][0], linestyle="dashed" if key == "template" else "solid",
+                      label=styles[key][1]) for key in masks]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
