@@ -138,6 +138,17 @@ def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):
     assert len(ctl.earlier_objects("Nucleus 2")) == 6
     ctl.select(" nucleus")
     # without it again, and an object started from a model's proposal refuses one
+    ctl.redo()  # the prior back on, autosaved
+    assert again.prior is not None
+    ctl.flush()
+    # reopened by a panel fitting coarser meshes: the prior (of 2,562 vertices) is left out, nothing breaks
+    core2 = create_scene()
+    coarse = AnnotationController(core2.scene, tmp_path / "auto", fit_options={"subdivisions": 3})
+    other = coarse.open(core2.volumes.AddArchetypeVolume(str(tmp_path / f"{new.name}.nrrd"), new.name, 0))
+    reopened = other.object(" nucleus")
+    assert reopened.prior is None and reopened.point_count == 11
+    reopened.markups_node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(extra + 0.5)))
+    assert reopened.surface is not None and len(reopened.surface.vertices) == 642
     ctl.use_prior(False)
     assert again.prior is None and again.surface.rest_shape is None
     ctl.start_from_prediction(Volume(new.label.array, new.label.geometry), name="Nucleus")

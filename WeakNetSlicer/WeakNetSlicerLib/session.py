@@ -599,10 +599,7 @@ class AnnotationSession:
         obj = self._obj(obj)
         if prior is not None:
             check_prior_allowed(obj)
-            from weaknet.mesh import icosphere
-
-            prior.check(icosphere(int(self.fit_options.get("subdivisions", 4)))[1],
-                        name=f"the prior of {obj.name!r}")
+            self._check_prior(prior, obj)
         self._record(obj)
         obj.prior = prior
         obj.fitted_points = obj.points_lps
@@ -615,6 +612,12 @@ class AnnotationSession:
                              f"than without a prior ({prior.tuning[prior.normal_pull]:.3f} vs "
                              f"{prior.tuning['plain']:.3f} RMS radii): turn it off if the template looks worse",
                              "warning")
+
+    def _check_prior(self, prior, obj: TargetObject) -> None:
+        """InputError unless ``prior`` fits this session's meshes (its ``subdivisions``)."""
+        from weaknet.mesh import icosphere
+
+        prior.check(icosphere(int(self.fit_options.get("subdivisions", 4)))[1], name=f"the prior of {obj.name!r}")
 
     def report(self, message: str, level: str = "info") -> None:
         """Show ``message`` as the session's status (``level``: info, warning, error) and tell listeners."""
@@ -766,7 +769,9 @@ class AnnotationSession:
         from weaknet.shape_prior import ShapePrior
 
         try:
-            obj.prior = ShapePrior.load(path)
+            prior = ShapePrior.load(path)
+            self._check_prior(prior, obj)
+            obj.prior = prior
         except InputError as exc:
             log.warning("WeakNet: the shape prior of %s cannot be read (%s); it is fitted without one", obj.name, exc)
             return
