@@ -15,7 +15,8 @@ from weaknet.mesh import point_distances
 from weaknet.phantoms import make_phantom
 from weaknet.sampling import mask_surface, sample_surface_points
 from weaknet.volume import Volume, write_volume
-from WeakNetSlicerLib.annotation import AnnotationController, structure_of
+from WeakNetSlicerLib import nodes
+from WeakNetSlicerLib.annotation import ATTR_SUGGESTIONS, AnnotationController, structure_of
 from WeakNetSlicerLib.scene import create_scene
 
 
@@ -48,6 +49,18 @@ def test_suggestions_in_ras_for_the_active_object(tmp_path):
     err = point_distances(obj.surface.vertices, truth_v, truth_f)
     near = err[np.argsort(np.linalg.norm(obj.surface.vertices - found[0], axis=1))[:20]].max()
     assert near > np.percentile(err, 75)
+    # shown in every view as points of their own until the points change
+    shown = ctl.show_suggestions(count=3, probability=probability)
+    marks = [n for n in core.scene.GetNodesByClass("vtkMRMLMarkupsFiducialNode") if n.GetAttribute(ATTR_SUGGESTIONS)]
+    assert len(marks) == 1 and marks[0].GetNumberOfControlPoints() == 3 and marks[0].GetLocked()
+    assert not marks[0].GetSaveWithScene() and marks[0].GetNthControlPointLabel(0) == "next 1"
+    assert np.allclose(lps_to_ras(nodes.control_points_lps(marks[0])), np.array(shown), atol=1e-6)
+    assert [o.name for o in ctl.require().objects] == ["banana"]  # not an object
+    ctl.select("banana")  # the same object, unchanged: still shown
+    assert marks[0].GetNumberOfControlPoints() == 3
+    obj.markups_node.AddControlPoint(vtk.vtkVector3d(*lps_to_ras(sample_surface_points(
+        ph.label.array, ph.label.geometry, 9)[8])))
+    assert marks[0].GetNumberOfControlPoints() == 0  # the template moved: the old suggestions are gone
 
 
 def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):

@@ -37,12 +37,24 @@ def page(tmp_path_factory):
         server.check_alive()
 
 
+def _magenta_near(p, view: str, ras, radius: int = 6) -> int:
+    """Magenta pixels (the suggestions' colour) within ``radius`` px of a RAS point in a slice view."""
+    x, y, _ = p.ras_to_page(view, ras)
+    box = p.view_box(view)
+    shot = p.screenshot_view(view).astype(int)
+    cx, cy = int(round(x - box["x"])), int(round(y - box["y"]))
+    patch = shot[max(0, cy - radius):cy + radius + 1, max(0, cx - radius):cx + radius + 1]
+    return int(np.sum((patch[..., 0] > 170) & (patch[..., 2] > 170) & (patch[..., 1] < 110)))
+
+
 def test_key_s_jumps_the_views_to_the_suggestion(page):
     p, points, _ = page
     p.page.evaluate("() => document.activeElement && document.activeElement.blur()")
     p.page.keyboard.press("s")
     p.wait_state("suggestion", "v !== null")
     r, a, s = p.state("suggestion")
+    p.wait_frames(p.rerender())
+    assert _magenta_near(p, "Red", [r, a, s]) >= 4  # shown in the axial view as a point of its own
     # far from every point: the least constrained place on the template
     lps = ras_to_lps(np.array([[r, a, s]]))[0]
     assert np.linalg.norm(points - lps, axis=1).min() > 5.0
@@ -50,6 +62,13 @@ def test_key_s_jumps_the_views_to_the_suggestion(page):
     assert abs(views["Red"]["offset"] - s) <= 1.0
     assert abs(abs(views["Green"]["offset"]) - abs(a)) <= 0.5 and abs(abs(views["Yellow"]["offset"]) - abs(r)) <= 0.5
     assert "where to click next" in p.state("info_message")
+    # a new click (here: one point deleted) takes the old suggestions away
+    p.page.locator('[data-point="7"] button').click()
+    p.wait_state("n_points", "v === 7")
+    p.wait_frames(p.rerender())
+    assert _magenta_near(p, "Red", [r, a, s]) == 0
+    p.page.locator('[data-testid="undo"]').click()
+    p.wait_state("n_points", "v === 8")
 
 
 def _blob(shape, axes, centre):

@@ -567,9 +567,10 @@ class WeakNetSlicerLogic(ScriptedLoadableModuleLogic):
         markupsNode.RemoveNthControlPoint(index)
 
     def suggestion(self, markupsNode):
-        """Where to click next on the object's template: (R, A, S) mm (AnnotationController.suggestions)."""
+        """Where to click next on the object's template: (R, A, S) mm of the first of the suggestions, which the
+        views show as points of their own (AnnotationController.show_suggestions)."""
         self._select(markupsNode)
-        return tuple(float(c) for c in self.controller.suggestions(count=1)[0])
+        return tuple(float(c) for c in self.controller.show_suggestions()[0])
 
     def clearPoints(self, markupsNode) -> None:
         self._select(markupsNode)

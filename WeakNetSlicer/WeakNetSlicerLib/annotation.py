@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 import slicer
+import vtk
 
 from weaknet.errors import InputError
 from weaknet.filenames import safe_stem, split_suffix
@@ -34,6 +35,11 @@ from .session import (ATTR_OBJECT, REF_VOLUME, SESSION_FILE, VOLUME_FILE, Annota
                       check_prior_allowed)
 
 log = logging.getLogger(__name__)
+
+SUGGESTIONS_NODE = "WeakNet: where next"
+ATTR_SUGGESTIONS = "WeakNet.Suggestions"
+"""Attribute of the markups node that shows the suggestions (:meth:`AnnotationController.show_suggestions`)."""
+SUGGESTION_COLOR = (1.0, 0.0, 1.0)  # magenta: no object's colour (session.COLORS), visible on grey
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,7 @@ class AnnotationController:
         self._listeners: list[Callable[[AnnotationStatus], None]] = []
         self._priors: dict[tuple, object] = {}  # (name, the earlier points' fingerprints) → ShapePrior built
         self._building: tuple | None = None  # (session, object, Future) of the prior being built, see use_prior
+        self._suggested: tuple | None = None  # (object, its fitted points) the shown suggestions are for
         interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
         self._interaction_tag = None
         if interaction is not None:
@@ -371,6 +378,47 @@ class AnnotationController:
         found = suggest_points(obj.surface.vertices, obj.surface.faces, obj.points_lps, probability, count)
         return [lps_to_ras(f.position[None])[0] for f in found]
 
+    def show_suggestions(self, count: int = 3, probability=None) -> list[np.ndarray]:
+        """:meth:`suggestions`, also shown in every view as numbered points of their own ("next 1", ...: a locked
+        markups node "WeakNet: where next" in magenta, not saved with the scene) until the active object or its
+        points change. Returns them (RAS mm), best first."""
+        found = self.suggestions(count, probability)
+        node = self._suggestion_node()
+        node.RemoveAllControlPoints()
+        for i, ras in enumerate(found):
+            node.AddControlPoint(vtk.vtkVector3d(*(float(c) for c in ras)), f"next {i + 1}")
+        obj = self.active()
+        self._suggested = (obj, obj.fitted_points)
+        return found
+
+    def _suggestion_node(self):
+        """The scene's markups node for the suggestions (made on first use)."""
+        node = next((n for n in nodes.nodes_of_class(self.scene, "vtkMRMLMarkupsFiducialNode")
+                     if n.GetAttribute(ATTR_SUGGESTIONS)), None)
+        if node is None:
+            node = self.scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", SUGGESTIONS_NODE)
+            node.SetAttribute(ATTR_SUGGESTIONS, "1")
+            node.SetLocked(True)  # shown, never moved or picked
+            node.SetSaveWithScene(False)
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+            display.SetSelectedColor(*SUGGESTION_COLOR)
+            display.SetColor(*SUGGESTION_COLOR)
+            display.SetGlyphTypeFromString("StarBurst2D")
+        return node
+
+    def _clear_stale_suggestions(self) -> None:
+        """Take the shown suggestions away once the active object or its points changed."""
+        if self._suggested is None:
+            return
+        obj, points = self._suggested
+        active = self.session.active if self.session is not None and not self.session.closed else None
+        if active is not obj or active.fitted_points is not points:
+            self._suggested = None
+            node = self._suggestion_node()
+            if node.GetNumberOfControlPoints():
+                node.RemoveAllControlPoints()
+
     # ---------------------------------------------------------------------------------- the shape prior
     def earlier_objects(self, name: str) -> list[tuple[str, np.ndarray]]:
         """The clicks of the other objects of the structure ``name`` (:func:`structure_of`: "Nucleus 3" and
@@ -580,6 +628,7 @@ class AnnotationController:
             self._emit()
 
     def _emit(self) -> None:
+        self._clear_stale_suggestions()
         status = self.status()
         for callback in list(self._listeners):
             try:

@@ -120,11 +120,12 @@ class AnnotationPanel:
             self.state.use_prior = status.prior > 0 or status.building_prior
 
     def jump_to_suggestion(self) -> None:
-        """Move every slice view to where to click next (the controller's first suggestion: the place the
-        template is least constrained by points) and keep it in ``suggestion`` (RAS mm)."""
+        """Show where to click next (the controller's suggestions, as points of their own in every view), move
+        every slice view to the first (the place the template is least constrained by points) and keep it in
+        ``suggestion`` (RAS mm)."""
         import slicer
 
-        r, a, s = (float(c) for c in self.controller.suggestions(count=1)[0])
+        r, a, s = (float(c) for c in self.controller.show_suggestions()[0])
         self.state.suggestion = [r, a, s]
         slicer.vtkMRMLSliceNode.JumpAllSlices(self.app.slicer.scene, r, a, s, slicer.vtkMRMLSliceNode.OffsetJumpSlice)
         self.app.inform(f"where to click next: R {r:.1f}, A {a:.1f}, S {s:.1f} mm (key S)")
