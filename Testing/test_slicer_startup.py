@@ -149,11 +149,12 @@ def _annotated(tmp_path):
 
 def test_place_button_follows_the_controllers_place_mode():
     """The controller follows the interaction node (Esc, the toolbar; test_slicer_workflow.py); the button
-    shows its status on every status event, without toggling place mode again."""
+    shows its status on every status event, without toggling place mode again; the prior's button likewise."""
     methods = _widget_methods()
     status = ast.unparse(methods["updateAnnotationStatus"])
-    assert "self.syncPlaceButton(info.placing)" in status
-    sync = ast.unparse(methods["syncPlaceButton"])
+    assert "self.syncButton(self.ui.placeButton, info.placing)" in status
+    assert "self.syncButton(self.ui.priorButton, info.prior > 0)" in status
+    sync = ast.unparse(methods["syncButton"])
     assert "blockSignals(True)" in sync and "blockSignals(wasBlocked)" in sync
     assert "WeakNetSlicerLogic.statusChanged = self.updateAnnotationStatus" in ast.unparse(methods["setup"])
 

@@ -278,17 +278,13 @@ class WeakNetSlicerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             clicks=info.clicks, objects=len(info.objects))
         self.ui.statusLabel.text = info.message
         self.ui.statusLabel.setStyleSheet("color: #c0392b" if info.level != "info" else "")
-        self.syncPlaceButton(info.placing)
+        self.syncButton(self.ui.placeButton, info.placing)  # place mode follows the interaction node too
         self.syncButton(self.ui.priorButton, info.prior > 0)
-
-    def syncPlaceButton(self, placing: bool) -> None:
-        """The button shows the controller's place mode (which follows the interaction node), without
-        toggling it again."""
-        self.syncButton(self.ui.placeButton, placing)
 
     @staticmethod
     def syncButton(button, checked: bool) -> None:
-        """Show a checkable button's state without emitting toggled (the state is the controller's)."""
+        """Show a checkable button's state (the controller's: place mode, the prior) without emitting
+        toggled, so that showing it does not toggle it again."""
         if button.checked != checked:
             wasBlocked = button.blockSignals(True)
             button.checked = checked
