@@ -113,10 +113,13 @@ def test_earlier_objects_of_the_name_make_a_shape_prior(tmp_path, data_dir):
     assert ctl.status().building_prior and ctl.status().prior == 0 and "building a shape prior" in session.status
     with pytest.raises(InputError, match="being built"):
         ctl.use_prior()
+    ctl.select("Lesion")  # the user goes on with another object meanwhile: it stays the active one
     while queue:
         time.sleep(0.05)
         queue.pop(0)()
     ctl.later = None
+    assert ctl.status().active == "Lesion" and obj.prior is not None
+    ctl.select(" nucleus")
     status = ctl.status()
     assert not status.building_prior
     assert status.prior == 5 and "from the shape prior of 5 earlier objects" in status.message

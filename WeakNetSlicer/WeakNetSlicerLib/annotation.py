@@ -514,7 +514,9 @@ class AnnotationController:
             session.report(f"{obj.name}: building the shape prior failed ({exc}); your points are kept", "error")
         else:
             if not session.closed and obj in session.objects:
+                active = session.active
                 session.set_prior(obj, prior)
+                session.active = active  # the user may have gone on with another object meanwhile
         self._emit()
 
     # -------------------------------------------------------------------------------------- the model
