@@ -75,6 +75,7 @@ def test_shape_prior_cli_writes_a_pickle_free_prior(earlier, built):
         older = {k: z[k] for k in z.files if k != "normal_pull"}  # a prior written before normal_pull
     prior = ShapePrior.load(out_path)
     assert f"normal pull {prior.normal_pull:g}," in out
+    assert set(prior.tuning) == {*PULLS, "plain"}  # the leave-one-out errors travel with the file
     np.savez(root / "older.npz", **older)
     assert ShapePrior.load(root / "older.npz").normal_pull == PULLS[0]
     # the mean shape is normalised, closed and outward; the modes are orthonormal, largest first

@@ -26,7 +26,8 @@ vs 0.076 RMS radii; the project's phantom families: no, 0.069â€“0.110 vs 0.060â€
 
 File (``.npz``, loads with ``allow_pickle=False``): mean (V, 3) (centred, unit RMS radius), modes (M, V, 3),
 variances (M,), faces (F, 3), structure (str), size_mm (mean RMS radius of the fits), meshes (count),
-format (int), normal_pull (float; absent in files written before it: 0.1).
+format (int), normal_pull (float; absent in files written before it: 0.1), and when the pull was chosen here
+tuning_pulls (C,), tuning_errors (C,), tuning_plain (): the leave-one-out errors behind it.
 """
 
 from __future__ import annotations
@@ -110,9 +111,9 @@ class ShapePrior:
     """Mean shape (V, 3) (centred, RMS radius 1), modes (M, V, 3) (orthonormal as flat vectors),
     variances (M,) of the aligned shapes along each mode, faces (F, 3) (the icosphere's), the structure's
     name, size_mm (mean RMS radius of the fits, mm), the number of meshes it was built from, and the
-    Active Surface's normal_pull to fit with it. ``tuning`` (not saved): the leave-one-out errors behind
-    that choice, {normal_pull: mean symmetric surface distance in RMS radii}, and "plain" for the
-    template without a prior."""
+    Active Surface's normal_pull to fit with it. ``tuning``: the leave-one-out errors behind that choice,
+    {normal_pull: mean symmetric surface distance in RMS radii, "plain": the template without a prior}
+    (empty when the pull was not chosen here)."""
 
     mean: np.ndarray
     modes: np.ndarray
@@ -228,9 +229,13 @@ class ShapePrior:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What the file holds (see the module docstring), by name."""
+        tuned = [c for c in self.tuning if c != "plain"]
         return dict(mean=self.mean, modes=self.modes, variances=self.variances, faces=self.faces,
                     structure=np.array(self.structure), size_mm=np.array(self.size_mm),
-                    meshes=np.array(self.meshes), format=np.array(FORMAT), normal_pull=np.array(self.normal_pull))
+                    meshes=np.array(self.meshes), format=np.array(FORMAT), normal_pull=np.array(self.normal_pull),
+                    **({"tuning_pulls": np.array(tuned, float), "tuning_errors": np.array(
+                        [self.tuning[c] for c in tuned], float), "tuning_plain": np.array(self.tuning["plain"])}
+                       if self.tuning else {}))
 
     @classmethod
     def load(cls, path: str | Path) -> "ShapePrior":
@@ -260,8 +265,14 @@ class ShapePrior:
         pull = float(data["normal_pull"]) if "normal_pull" in data else PULLS[0]
         if not 0.0 <= pull <= 1.0:
             raise InputError(f"{p}: normal_pull {pull} outside [0, 1]; rebuild it with weaknet shape-prior")
+        tuning: dict[str | float, float] = {}
+        if {"tuning_pulls", "tuning_errors", "tuning_plain"} <= set(data):
+            tuning = {float(c): float(e) for c, e in zip(data["tuning_pulls"], data["tuning_errors"])}
+            tuning["plain"] = float(data["tuning_plain"])
+            if pull not in tuning:
+                tuning = {}
         return cls(mean.astype(float), modes.astype(float), var.astype(float), faces.astype(np.int64),
-                   str(data["structure"]), float(data["size_mm"]), int(data["meshes"]), pull)
+                   str(data["structure"]), float(data["size_mm"]), int(data["meshes"]), pull, tuning)
 
 
 def _subdivisions(vertices: int) -> str:
