@@ -46,6 +46,7 @@ FORMAT = 1
 MIN_MESHES = 3
 PULLS = (0.1, 0.01)  # normal_pull candidates of the leave-one-out choice; the first is the ASM's default
 TUNE_CLICKS = (10, 25)  # clicks of its simulated fits
+TUNE_FOLDS = 5  # earlier fits left out at most (spread over them), so that tuning costs the same from 5 fits on
 
 
 def similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None
@@ -405,7 +406,8 @@ def tune_normal_pull(shapes: list[np.ndarray], meshes: list[np.ndarray], faces: 
 
     shapes: the fits corresponded and normalised (K of (V, 3)), meshes: the same fits as given (K of (V, 3),
     LPS mm), faces (F, 3). For each fit k, a prior of the others is fitted (ActiveSurface with it as rest
-    shape) through the farthest-point samples of :data:`TUNE_CLICKS` of fit k's vertices; error = mean
+    shape) through the farthest-point samples of :data:`TUNE_CLICKS` of fit k's vertices (at most
+    :data:`TUNE_FOLDS` fits k, spread over the list); error = mean
     symmetric distance between the two surfaces in units of fit k's RMS radius. Returns (the candidate of
     the lowest mean error, {candidate: mean error, "plain": the template without a prior}).
     """
@@ -414,7 +416,8 @@ def tune_normal_pull(shapes: list[np.ndarray], meshes: list[np.ndarray], faces: 
 
     level = int(_subdivisions(len(faces) // 2 + 2))
     errors: dict[str | float, list[float]] = {c: [] for c in (*PULLS, "plain")}
-    for k, truth in enumerate(meshes):
+    for k in np.unique(np.linspace(0, len(meshes) - 1, min(len(meshes), TUNE_FOLDS)).round().astype(int)):
+        truth = meshes[k]
         rest = _statistics([s for j, s in enumerate(shapes) if j != k], max_modes)
         others = ShapePrior(*rest, faces, "", 1.0, len(shapes) - 1)
         size = float(np.sqrt(((truth - truth.mean(0)) ** 2).sum(1).mean()))

@@ -36,6 +36,8 @@ from .session import (ATTR_OBJECT, REF_VOLUME, SESSION_FILE, VOLUME_FILE, Annota
 
 log = logging.getLogger(__name__)
 
+MAX_PRIOR_OBJECTS = 20
+"""A shape prior is built from at most this many earlier objects (the first found; building takes ≈ 1 s each)."""
 SUGGESTIONS_NODE = "WeakNet: where next"
 ATTR_SUGGESTIONS = "WeakNet.Suggestions"
 """Attribute of the markups node that shows the suggestions (:meth:`AnnotationController.show_suggestions`)."""
@@ -480,6 +482,7 @@ class AnnotationController:
                                  f"that name (a trailing number aside) with 4 or more points; found "
                                  f"{len(earlier)}{where}. Annotate more objects named '{obj.name}' first, on this "
                                  "or other volumes")
+            earlier = earlier[:MAX_PRIOR_OBJECTS]
             key = (structure_of(obj.name), tuple(np.round(p, 3).tobytes() for _, p in earlier))
             prior = self._priors.get(key)
             if prior is None:
