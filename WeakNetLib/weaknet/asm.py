@@ -345,6 +345,26 @@ class BandedSolver:
         return out
 
 
+COARSE_FOLLOW_FROM = 5
+"""From this icosphere level on (10,242 vertices), a deferred update follows the points on the next coarser
+level and carries the change up (:meth:`ActiveSurface.update` with ``defer``)."""
+
+
+@lru_cache(maxsize=4)
+def _prolongation(subdivisions: int) -> sp.csr_matrix:
+    """(V, V') linear map from the vertices of icosphere level ``subdivisions`` − 1 to those of level
+    ``subdivisions``: a coarse vertex keeps its index, each new vertex is the mean of its edge's two ends
+    (the order :func:`weaknet.mesh.icosphere` gives them)."""
+    _, faces = mesh.icosphere(subdivisions - 1)
+    n = int(faces.max()) + 1
+    edges = np.unique(np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1),
+                      axis=0)
+    rows = np.r_[np.arange(n), np.repeat(n + np.arange(len(edges)), 2)]
+    cols = np.r_[np.arange(n), edges.ravel()]
+    vals = np.r_[np.ones(n), np.full(2 * len(edges), 0.5)]
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n + len(edges), n))
+
+
 @lru_cache(maxsize=8)
 def _operators(subdivisions: int, alpha: float, beta: float, taus: tuple[float, ...]):
     """Template mesh and its prefactorised systems, shared by every :class:`ActiveSurface` with the same
@@ -406,6 +426,9 @@ class ActiveSurface:
                  rest_shape: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.unit, self.faces, self._solvers, self._incidence, self._ring = _operators(
             int(subdivisions), float(alpha), float(beta), tuple(float(t) for t in taus))
+        self.subdivisions = int(subdivisions)
+        self._stiffness = (float(alpha), float(beta), tuple(float(t) for t in taus))
+        self._coarse: ActiveSurface | None = None  # the next coarser level's follower (see _follow_coarse)
         self._corners = tuple(np.ascontiguousarray(self.faces[:, i]) for i in range(3))  # (F,) each
         self.iterations = iterations
         self.update_iterations = update_iterations
@@ -470,6 +493,8 @@ class ActiveSurface:
         pts = validate_points(points_lps)
         # re-decide the kind of rest shape only once the point count changed by 10 %
         if defer:
+            if self.subdivisions >= COARSE_FOLLOW_FROM:
+                return self._follow_coarse(pts)
             return self._follow(pts, refine=True)
         decide = abs(len(pts) - self._chosen_at) >= 0.1 * self._chosen_at
         template, normal, kind = self._rest_shape(pts, self._normal, keep=self._kind,
@@ -528,6 +553,33 @@ class ActiveSurface:
             before, worst = worst, self._off_surface(new).max()
             if worst <= self.tolerance_mm or worst > STALL * before:  # within tolerance, or no longer closing in
                 break
+        return self
+
+    def _follow_coarse(self, pts: np.ndarray) -> "ActiveSurface":
+        """A deferred update of a fine mesh (:data:`COARSE_FOLLOW_FROM`): the first vertices of level s are
+        those of level s − 1, so an ActiveSurface of that level with them (and the rest shape's) follows the
+        points as :meth:`_follow` does, at a quarter of the cost, and its displacement is carried up by
+        :func:`_prolongation` (the fine detail is kept); :meth:`refine` then fits the fine mesh. The follower
+        is kept while its vertices are still the fine mesh's first ones (rebuilt after anything else moved
+        them: a fit, a refinement, an undo)."""
+        coarse = self._coarse
+        n = 10 * 4 ** (self.subdivisions - 1) + 2
+        if coarse is None or coarse.points is not self.points or not np.array_equal(coarse.vertices,
+                                                                                    self.vertices[:n]):
+            alpha, beta, taus = self._stiffness
+            coarse = self._coarse = ActiveSurface(
+                self.subdivisions - 1, alpha, beta, taus, update_iterations=self.update_iterations, pull=self.pull,
+                normal_pull=self.normal_pull, tolerance_mm=self.tolerance_mm, max_update_rounds=self.max_update_rounds)
+            coarse.vertices, coarse.rest = self.vertices[:n].copy(), self.rest[:n].copy()
+            coarse.template, coarse.points = self.template[:n].copy(), self.points
+            coarse._nearest = self._nearest[:n] if self._nearest is not None else np.full(n, -1)
+        before = coarse.vertices.copy()
+        coarse._follow(pts, refine=True)
+        self.vertices = self.vertices + _prolongation(self.subdivisions) @ (coarse.vertices - before)
+        self.vertices[:n] = coarse.vertices  # exactly, so that the follower stays valid
+        self.points, self._refine = pts, True
+        self._nearest = cKDTree(pts).query(self.vertices)[1]
+        coarse._nearest = self._nearest[:n]  # as a rebuilt follower would start: the result is the state's alone
         return self
 
     def _restart(self, pts: np.ndarray, template: np.ndarray, normal: np.ndarray | None, kind: str
