@@ -365,6 +365,13 @@ def _prolongation(subdivisions: int) -> sp.csr_matrix:
     return sp.csr_matrix((vals, (rows, cols)), shape=(n + len(edges), n))
 
 
+@lru_cache(maxsize=4)
+def _parents(subdivisions: int) -> np.ndarray:
+    """(V,) a coarse vertex of each vertex of level ``subdivisions``: itself, or one end of its edge."""
+    p = _prolongation(subdivisions)
+    return p.indices[p.indptr[:-1]]
+
+
 @lru_cache(maxsize=8)
 def _operators(subdivisions: int, alpha: float, beta: float, taus: tuple[float, ...]):
     """Template mesh and its prefactorised systems, shared by every :class:`ActiveSurface` with the same
@@ -578,8 +585,8 @@ class ActiveSurface:
         self.vertices = self.vertices + _prolongation(self.subdivisions) @ (coarse.vertices - before)
         self.vertices[:n] = coarse.vertices  # exactly, so that the follower stays valid
         self.points, self._refine = pts, True
-        self._nearest = cKDTree(pts).query(self.vertices)[1]
-        coarse._nearest = self._nearest[:n]  # as a rebuilt follower would start: the result is the state's alone
+        # each fine vertex's nearest point: its coarse parent's (a warm start that the next search corrects)
+        self._nearest = coarse._nearest[_parents(self.subdivisions)]
         return self
 
     def _restart(self, pts: np.ndarray, template: np.ndarray, normal: np.ndarray | None, kind: str
