@@ -408,7 +408,10 @@ class ActiveSurface:
     mesh after points were added, moved or removed (falling back to ``fit`` when the rest shape changed a
     lot, e.g. during the first clicks). ``vertices`` (V, 3) LPS mm and ``faces`` (F, 3) int after a fit.
 
-    subdivisions: icosphere level (4 → 2,562 vertices); alpha, beta: membrane and thin-plate weights;
+    subdivisions: icosphere level (4 → 2,562 vertices); alpha, beta: membrane and thin-plate weights (default
+    4 and 16 at level 4, scaled by 4 and 16 per level above it — the graph operators' units shrink with the
+    edges, h² and h⁴ — so that every level is as stiff physically; unscaled, 10,242 vertices lost 0.04–0.13 IoU
+    at 10–50 points);
     taus: stiffness levels, coarse to fine (the last one is used by updates); iterations: steps of a
     from-scratch fit; update_iterations: steps after a click; pull: weight of point → nearest-vertex
     forces; normal_pull: weight of vertex → nearest-point forces along the normal (0 disables them);
@@ -424,13 +427,15 @@ class ActiveSurface:
     result instead of the ellipsoid (removes the bias of a poor rest shape).
     """
 
-    def __init__(self, subdivisions: int = 4, alpha: float = 4.0, beta: float = 16.0,
+    def __init__(self, subdivisions: int = 4, alpha: float | None = None, beta: float | None = None,
                  taus: tuple[float, ...] = (20.0, 5.0, 2.0), iterations: int = 60, update_iterations: int = 3,
                  pull: float = 8.0, normal_pull: float = 0.1, refit_mm: float = 5.0,
                  tolerance_mm: float = 1.0, max_update_rounds: int = 8, bend: bool = True,
                  warm_iterations: int = 20,
                  passes: int = 2, tube: bool = True, sheet: bool = True,
                  rest_shape: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        alpha = 4.0 * 4.0 ** (int(subdivisions) - 4) if alpha is None else alpha
+        beta = 16.0 * 16.0 ** (int(subdivisions) - 4) if beta is None else beta
         self.unit, self.faces, self._solvers, self._incidence, self._ring = _operators(
             int(subdivisions), float(alpha), float(beta), tuple(float(t) for t in taus))
         self.subdivisions = int(subdivisions)
@@ -574,9 +579,10 @@ class ActiveSurface:
         if coarse is None or coarse.points is not self.points or not np.array_equal(coarse.vertices,
                                                                                     self.vertices[:n]):
             alpha, beta, taus = self._stiffness
-            coarse = self._coarse = ActiveSurface(
-                self.subdivisions - 1, alpha, beta, taus, update_iterations=self.update_iterations, pull=self.pull,
-                normal_pull=self.normal_pull, tolerance_mm=self.tolerance_mm, max_update_rounds=self.max_update_rounds)
+            coarse = self._coarse = ActiveSurface(  # as stiff physically as this level (see the class docstring)
+                self.subdivisions - 1, alpha / 4.0, beta / 16.0, taus, update_iterations=self.update_iterations,
+                pull=self.pull, normal_pull=self.normal_pull, tolerance_mm=self.tolerance_mm,
+                max_update_rounds=self.max_update_rounds)
             coarse.vertices, coarse.rest = self.vertices[:n].copy(), self.rest[:n].copy()
             coarse.template, coarse.points = self.template[:n].copy(), self.points
             coarse._nearest = self._nearest[:n] if self._nearest is not None else np.full(n, -1)
