@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import tifffile
 from scipy import ndimage
 
 from weaknet import annotate, metrics
@@ -13,7 +14,7 @@ from weaknet.dataset import read_dataset
 from weaknet.errors import InputError
 from weaknet.phantoms import KINDS, make_phantom, write_phantom_set
 from weaknet.realdata import (chaos_ct_cases, labelled_cases, msd_dataset, nuclei_cases, pyradiomics_cases,
-                              write_labelled_dataset)
+                              stardist_cases, write_labelled_dataset)
 from weaknet.volume import Geometry, Volume, read_volume, write_volume
 
 
@@ -180,6 +181,20 @@ def test_nuclei_cases_are_single_nuclei(data_dir):
     # other nuclei remain in the crops as unlabeled neighbours
     assert any(c.image.array[c.label.array == 0].max() > np.median(c.image.array[c.label.array > 0])
                for c in cases)
+
+
+def test_stardist_cases_are_single_nuclei_smaller_than_a_patch(data_dir):
+    cases = stardist_cases(data_dir / "stardist")
+    assert len(cases) == 39  # the 51 instances of at least 400 voxels
+    for c in cases:
+        assert c.label.array.sum() >= 400 and ndimage.label(c.label.array)[1] == 1
+        assert max(c.image.array.shape) <= 32 and c.image.geometry.spacing == (1.0, 1.0, 1.0)
+    # the crop sits where the nucleus was in the full image
+    full = tifffile.imread(data_dir / "stardist" / "mask3d.tif")
+    c = cases[0]
+    k = np.argwhere(c.label.array)[0]
+    origin = np.round(c.label.geometry.to_lps(np.zeros((1, 3)))[0]).astype(int)[::-1]  # (k, j, i) of the crop
+    assert full[tuple(origin + k)] == int(c.name.split("_")[1])
 
 
 def test_msd_hippocampus_layout(tmp_path):

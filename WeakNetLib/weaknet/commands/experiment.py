@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .train import add_config_arguments
 
-BUILTIN = ("phantoms", "nuclei", "pyradiomics")
+BUILTIN = ("phantoms", "nuclei", "stardist", "pyradiomics")
 
 
 def _ints(text: str) -> list[int]:
@@ -30,7 +30,8 @@ def add_parser(sub):
                     "iso_iou.png (with several --samples), overlays/ and report.html.")
     p.add_argument("--dataset", required=True,
                    help="DATASET.json, an MSD task folder, a CHAOS CT folder (<patient>/DICOM_anon + Ground), or "
-                        "one of: phantoms, nuclei (data/napari), pyradiomics (data/pyradiomics)")
+                        "one of: phantoms, nuclei (data/napari), stardist (data/stardist), "
+                        "pyradiomics (data/pyradiomics)")
     p.add_argument("--output", required=True, type=Path, help="folder for the results (created)")
     p.add_argument("--points", type=_ints, default=[10, 25, 50], help="points per case N (default 10,25,50)")
     p.add_argument("--slices", type=_ints, default=[1, 2, 4], help="slices per case S (default 1,2,4)")
@@ -49,7 +50,7 @@ def add_parser(sub):
 def resolve_dataset(spec: str, output: Path, args) -> Path:
     """A dataset path for ``spec``: a built-in name is written under ``output/data`` first."""
     from ..errors import InputError
-    from ..realdata import chaos_ct_cases, nuclei_cases, pyradiomics_cases, write_labelled_dataset
+    from ..realdata import chaos_ct_cases, nuclei_cases, pyradiomics_cases, stardist_cases, write_labelled_dataset
 
     folder = output / "data"
     if spec == "phantoms":
@@ -59,6 +60,8 @@ def resolve_dataset(spec: str, output: Path, args) -> Path:
         return folder / "DATASET.json"
     if spec == "nuclei":
         return write_labelled_dataset(folder, nuclei_cases(args.data_dir / "napari"), "nuclei", "EM")
+    if spec == "stardist":
+        return write_labelled_dataset(folder, stardist_cases(args.data_dir / "stardist"), "stardist", "EM")
     if spec == "pyradiomics":
         return write_labelled_dataset(folder, pyradiomics_cases(args.data_dir / "pyradiomics"), "pyradiomics", "CT")
     path = Path(spec)
