@@ -183,18 +183,15 @@ def test_nuclei_cases_are_single_nuclei(data_dir):
                for c in cases)
 
 
-def test_stardist_cases_are_single_nuclei_smaller_than_a_patch(data_dir):
+def test_stardist_tiles_cover_the_image_and_keep_the_instances(data_dir):
     cases = stardist_cases(data_dir / "stardist")
-    assert len(cases) == 39  # the 51 instances of at least 400 voxels
-    for c in cases:
-        assert c.label.array.sum() >= 400 and ndimage.label(c.label.array)[1] == 1
-        assert max(c.image.array.shape) <= 32 and c.image.geometry.spacing == (1.0, 1.0, 1.0)
-    # the crop sits where the nucleus was in the full image
     full = tifffile.imread(data_dir / "stardist" / "mask3d.tif")
-    c = cases[0]
-    k = np.argwhere(c.label.array)[0]
-    origin = np.round(c.label.geometry.to_lps(np.zeros((1, 3)))[0]).astype(int)[::-1]  # (k, j, i) of the crop
-    assert full[tuple(origin + k)] == int(c.name.split("_")[1])
+    assert len(cases) == 9 and sum(c.label.array.size for c in cases) == full.size
+    assert sum((c.label.array > 0).sum() for c in cases) == (full > 0).sum()
+    for c in cases:  # each tile sits where it was cut: its voxel (0, 0, 0) maps to the full image's
+        k0, j0, i0 = np.round(c.label.geometry.to_lps(np.zeros((1, 3)))[0][::-1]).astype(int)
+        assert np.array_equal(c.label.array, full[:, j0:j0 + c.label.array.shape[1], i0:i0 + c.label.array.shape[2]])
+        assert k0 == 0 and c.image.geometry.spacing == (1.0, 1.0, 1.0) and len(np.unique(c.label.array)) >= 6
 
 
 def test_msd_hippocampus_layout(tmp_path):

@@ -71,6 +71,28 @@ def test_split_and_simulated_annotation_are_seeded(tmp_path):
     assert annotate.choose_slices(label.array, 2, seed=3) == annotate.choose_slices(label.array, 2, seed=3)
 
 
+def test_every_object_of_an_instance_label_gets_its_points_and_template(data_dir):
+    """Stardist's tiles: N points on each nucleus of ≥ 20 voxels, one template each, their union scored."""
+    from weaknet.metrics import iou
+    from weaknet.realdata import stardist_cases
+    from weaknet.template import fit_templates
+
+    tile = stardist_cases(data_dir / "stardist")[4]
+    values, counts = np.unique(tile.label.array[tile.label.array > 0], return_counts=True)
+    sets = annotate.simulate_instance_points(tile.label, 10, seed=1)
+    assert len(sets) == np.sum(counts >= annotate.MIN_INSTANCE_VOXELS) >= 5
+    for v, pts in zip(values[counts >= annotate.MIN_INSTANCE_VOXELS], sets):
+        ijk = np.round(tile.label.geometry.to_index(pts)).astype(int)
+        near = [tile.label.array[max(k - 1, 0):k + 2, max(j - 1, 0):j + 2, max(i - 1, 0):i + 2] for i, j, k in ijk]
+        assert len(pts) == 10 and all((n == v).any() for n in near)  # each set lies on its own nucleus
+    union = fit_templates(sets, tile.label.geometry)
+    assert iou(union, tile.label.array > 0) > 0.6
+    # a binary mask is one object with simulate_points' very points (the single-object experiments unchanged)
+    one = tile.label.like((tile.label.array == values[np.argmax(counts)]).astype(np.uint8))
+    (only,) = annotate.simulate_instance_points(one, 25, seed=3)
+    assert np.array_equal(only, annotate.simulate_points(one, 25, seed=3))
+
+
 def test_summary_table_ratios_and_headline():
     rows = []
     for case, (t, w, s, f) in enumerate([(0.6, 0.8, 0.7, 0.9), (0.7, 0.9, 0.6, 1.0)]):

@@ -1,7 +1,8 @@
 """Simulated annotation (the paper's protocol) and annotation effort.
 
 - Points: N points spread evenly on the true surface (farthest-point sampling, :mod:`weaknet.sampling`),
-  optional jitter.
+  optional jitter; on a label of instances (values 1..K: every nucleus of a volume), N points on each
+  instance of at least :data:`MIN_INSTANCE_VOXELS` voxels, one template each.
 - Slices (the baseline): slices chosen at random among those of the three index planes that cut the
   object, each fully labelled.
 - Effort, in voxels of drawn boundary: a clicked point counts 1; a labelled slice counts its contour
@@ -30,6 +31,25 @@ def simulate_points(label: Volume, n: int, seed: int = 0, jitter_mm: float = 0.0
     if not np.any(label.array):
         raise InputError("cannot place points on an empty mask")
     return sample_surface_points(label.array, label.geometry, n, seed=seed, jitter_mm=jitter_mm)
+
+
+MIN_INSTANCE_VOXELS = 20
+"""Instances smaller than this (a nucleus cut by the volume's edge) get no points: too small to click."""
+
+
+def simulate_instance_points(label: Volume, n: int, seed: int = 0, jitter_mm: float = 0.0) -> list[np.ndarray]:
+    """N points (n, 3) LPS mm on each object of ``label`` (uint (D, H, W): 0 background, each other value one
+    object; a binary mask is one object and gets exactly :func:`simulate_points`' points), objects of fewer
+    than :data:`MIN_INSTANCE_VOXELS` voxels left out; in the order of their values."""
+    values, counts = np.unique(label.array[label.array > 0], return_counts=True)
+    if not len(values):
+        raise InputError("cannot place points on an empty mask")
+    sets = []
+    for j, v in enumerate(values):
+        if counts[j] >= MIN_INSTANCE_VOXELS or len(values) == 1:
+            one = label.like((label.array == v).astype(np.uint8))
+            sets.append(simulate_points(one, n, seed=seed + 7 * j, jitter_mm=jitter_mm))
+    return sets
 
 
 def _plane_slice(plane: str, index: int) -> tuple:

@@ -5,8 +5,9 @@ Protocol (seeded, so a rerun gives the same numbers on the same device):
 
 1. The labelled cases are shuffled with ``seed``; the first ``n_test`` are held out for testing, the
    first P of the rest (for each P in ``samples``) are annotated.
-2. Points (Weak-Net): N points on each annotated case's true surface
-   (:func:`weaknet.annotate.simulate_points`), fitted to templates (:func:`weaknet.template.fit_template`);
+2. Points (Weak-Net): N points on each annotated case's true surface, on each object's where the label holds
+   several (instance values 1..K; :func:`weaknet.annotate.simulate_instance_points`), fitted to templates
+   (:func:`weaknet.template.fit_templates`, their union);
    Weak-Net trains on the templates. *Template alone* = the same annotation of N points on each *test*
    case, its template taken as the segmentation. With ``ablation``, a second net trains on the same
    templates with λ = 0 (cross-entropy only), isolating what the reconstruction term adds.
@@ -31,7 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from .annotate import choose_slices, effort_percent, full_effort, points_effort, simulate_points, slices_effort
+from .annotate import (choose_slices, effort_percent, full_effort, points_effort, simulate_instance_points,
+                       slices_effort)
 from .dataset import Case, Dataset, read_dataset, write_dataset
 from .errors import InputError
 from .metrics import evaluate, iou
@@ -68,12 +70,14 @@ class ExperimentConfig:
 
 @dataclass
 class Labelled:
-    """A loaded labelled case: image and its binary truth (uint8 (D, H, W), same geometry)."""
+    """A loaded labelled case: image, its binary truth (uint8 (D, H, W), same geometry) and its objects (the
+    label file's values: 0 background, one value per object)."""
 
     name: str
     image_path: Path
     image: Volume
     label: Volume
+    objects: Volume
 
 
 def _load(cases: list[Case]) -> list[Labelled]:
@@ -81,7 +85,7 @@ def _load(cases: list[Case]) -> list[Labelled]:
     for c in cases:
         image, label = read_volume(c.image), read_volume(c.label)
         image.geometry.require_match(label.geometry, f"label {c.label.name}", f"image {c.image.name}")
-        out.append(Labelled(c.name, c.image, image, label.like((label.array > 0).astype(np.uint8))))
+        out.append(Labelled(c.name, c.image, image, label.like((label.array > 0).astype(np.uint8)), label))
     return out
 
 
@@ -141,29 +145,31 @@ class Experiment:
         self.progress(f"experiment done in {time.perf_counter() - t0:.0f} s")
         return self.rows
 
-    def _template_alone(self, n: int) -> None:
-        from .template import fit_template
+    def _annotate(self, c: Labelled, n: int, seed: int) -> tuple[np.ndarray, float]:
+        """The simulated annotator's template of case ``c`` (uint8 (D, H, W): N points on each object, the
+        union of their fits) and its effort in % of full annotation."""
+        from .template import fit_templates
 
+        sets = simulate_instance_points(c.objects, n, seed=seed, jitter_mm=self.config.jitter_mm)
+        mask = fit_templates(sets, c.label.geometry)
+        return mask, effort_percent(points_effort(n * len(sets)), self._full[c.name])
+
+    def _template_alone(self, n: int) -> None:
         self.progress(f"template alone: fitting N={n} points on {len(self.test)} test cases")
         for i, c in enumerate(self.test):
-            pts = simulate_points(c.label, n, seed=self.config.seed * 7919 + 104729 + i,
-                                  jitter_mm=self.config.jitter_mm)
-            mask = fit_template(pts, c.label.geometry).mask
+            mask, effort = self._annotate(c, n, self.config.seed * 7919 + 104729 + i)
             self.templates[(n, c.name)] = mask
-            self._score("template", 0, n, c, mask, effort_percent(points_effort(n), self._full[c.name]), 0.0)
+            self._score("template", 0, n, c, mask, effort, 0.0)
 
     def _weaknet(self, train_cases: list[Labelled], n: int) -> None:
-        from .template import fit_template
-
         run = self.output / "runs" / f"weaknet_P{len(train_cases)}_N{n}"
         entries, efforts, t_ious = [], [], []
         for i, c in enumerate(train_cases):
-            pts = simulate_points(c.label, n, seed=self.config.seed * 7919 + i, jitter_mm=self.config.jitter_mm)
-            tmpl = fit_template(pts, c.label.geometry).mask
+            tmpl, effort = self._annotate(c, n, self.config.seed * 7919 + i)
             t_ious.append(iou(tmpl, c.label.array))
             path = write_volume(c.label.like(tmpl), run / "templates" / f"{c.name}.nii.gz")
             entries.append(Case(image=c.image_path, template=path))
-            efforts.append(effort_percent(points_effort(n), self._full[c.name]))
+            efforts.append(effort)
         self.progress(f"Weak-Net P={len(train_cases)} N={n}: templates fitted, training-template IoU "
                       f"{np.mean(t_ious):.3f}; training ...")
         extra = {"train_template_iou": float(np.mean(t_ious))}

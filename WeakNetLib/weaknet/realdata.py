@@ -6,7 +6,7 @@
   nuclei): every nucleus large enough becomes one case, cropped around it (its neighbours stay in the
   crop as distracting structures);
 - stardist 0.9.2's synthetic 3-D nuclei (``data/stardist/img3d.tif`` + ``mask3d.tif``, 31×61×57 voxels, 51
-  instances of ≈ 760 voxels): the same one case per nucleus, crops smaller than any training patch;
+  touching instances of ≈ 760 voxels): nine tiles, every nucleus an object (instance values kept);
 - the paper's public datasets when a user has them: the Medical Segmentation Decathlon Task04 Hippocampus
   folder (``dataset.json``, ``imagesTr/``, ``labelsTr/``; labels 1 and 2 merged into one foreground) and
   the CHAOS CT liver layout (``<patient>/DICOM_anon/*.dcm`` + ``<patient>/Ground/*.png``).
@@ -103,12 +103,32 @@ def nuclei_cases(folder: str | Path, min_voxels: int = 20000, margin_vox: int = 
     return cases
 
 
-def stardist_cases(folder: str | Path, min_voxels: int = 400, margin_vox: int = 4) -> list[LabelledCase]:
-    """One case per nucleus of stardist's synthetic 3-D test image (``img3d.tif``, instances in
-    ``mask3d.tif``; voxel size unknown, taken as :data:`STARDIST_SPACING`): nuclei of at least ``min_voxels``
-    voxels, each cropped to its bounding box plus ``margin_vox`` voxels (≈ 18–26 voxels a side)."""
-    return instance_cases(Path(folder), "img3d.tif", "mask3d.tif", STARDIST_SPACING, min_voxels, margin_vox,
-                          "stardist")
+def stardist_cases(folder: str | Path, tiles: int = 3) -> list[LabelledCase]:
+    """Stardist's synthetic 3-D test image (``img3d.tif`` 31×61×57 voxels, instances in ``mask3d.tif``; voxel
+    size unknown, taken as :data:`STARDIST_SPACING`) cut into ``tiles`` × ``tiles`` in-plane tiles of the full
+    depth (3: nine cases of 31×20×19 voxels, 5–10 nuclei each, the ones cut by a tile's edge included): the
+    label keeps the instance values, every nucleus is an object (a per-nucleus crop would label its
+    identical, touching neighbours background: not a task any model can learn)."""
+    import tifffile
+
+    folder = Path(folder)
+    img_path, lab_path = folder / "img3d.tif", folder / "mask3d.tif"
+    for p in (img_path, lab_path):
+        if not p.exists():
+            raise InputError(f"{p}: not found (run scripts/fetch_data.sh)")
+    image, labels = tifffile.imread(img_path).astype(np.float32), tifffile.imread(lab_path)
+    full = Geometry.create(image.shape[::-1], STARDIST_SPACING)
+    ys = np.linspace(0, image.shape[1], tiles + 1).round().astype(int)
+    xs = np.linspace(0, image.shape[2], tiles + 1).round().astype(int)
+    cases = []
+    for a in range(tiles):
+        for b in range(tiles):
+            sl = (slice(None), slice(ys[a], ys[a + 1]), slice(xs[b], xs[b + 1]))
+            geom = Geometry.create((xs[b + 1] - xs[b], ys[a + 1] - ys[a], image.shape[0]), STARDIST_SPACING,
+                                   full.to_lps(np.array([[xs[b], ys[a], 0]]))[0], full.direction_matrix)
+            cases.append(LabelledCase(f"stardist_{a}{b}", Volume(np.ascontiguousarray(image[sl]), geom),
+                                      Volume(np.ascontiguousarray(labels[sl]), geom)))
+    return cases
 
 
 def instance_cases(folder: Path, image_name: str, labels_name: str, spacing, min_voxels: int, margin_vox: int,
@@ -188,7 +208,8 @@ def write_labelled_dataset(folder: str | Path, cases: Iterable[LabelledCase], na
     entries = []
     for c in cases:
         img = write_volume(c.image, folder / "images" / f"{c.name}.nii.gz")
-        lab = write_volume(c.label.like(c.label.array.astype(np.uint8)), folder / "labels" / f"{c.name}.nii.gz")
+        kind = np.uint8 if c.label.array.max() <= 255 else np.uint16  # instance values are kept
+        lab = write_volume(c.label.like(c.label.array.astype(kind)), folder / "labels" / f"{c.name}.nii.gz")
         entries.append(Case(image=img, label=lab))
     if not entries:
         raise InputError(f"no cases to write into {folder}")

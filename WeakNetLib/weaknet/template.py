@@ -51,3 +51,12 @@ def fit_template(points_lps: np.ndarray, geometry: Geometry, **options) -> Templ
     surface = ActiveSurface(**options).fit(pts)
     mask = rasterize_mesh(surface.vertices, surface.faces, geometry)
     return Template(mask, surface.vertices, surface.faces, geometry)
+
+
+def fit_templates(point_sets: list[np.ndarray], geometry: Geometry, **options) -> np.ndarray:
+    """The union (uint8 (D, H, W) mask) of the templates fitted through each point set (N, 3) LPS mm: one
+    template per object of a volume (:func:`fit_template`, ``options`` as there)."""
+    mask = np.zeros(geometry.shape, np.uint8)
+    for pts in point_sets:
+        mask |= fit_template(pts, geometry, **options).mask
+    return mask
