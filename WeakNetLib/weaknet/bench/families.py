@@ -15,9 +15,10 @@ from pathlib import Path
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--families", default="ct,mri,em,nuclei", help="comma-separated (default ct,mri,em,nuclei)")
+    p.add_argument("--families", default="ct,mri,em,nuclei",
+                   help="comma-separated, of ct, mri, em, clean, nuclei, stardist (default ct,mri,em,nuclei)")
     p.add_argument("--output", type=Path, default=Path("out/bench-families"), help="work folder")
-    p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding napari/ (nuclei)")
+    p.add_argument("--data-dir", type=Path, default=Path("data"), help="folder holding napari/ (nuclei) and stardist/")
     p.add_argument("--points", type=int, default=25, help="clicks per case N (default 25)")
     p.add_argument("--budget", type=float, default=None, help="minutes per model (default: the plan's)")
     p.add_argument("--test", type=int, default=6, help="held-out test cases per family (default 6)")
