@@ -124,7 +124,8 @@ def _open(page, name: str) -> None:
     errors = page.state("error_count")
     page.set_state("volume_choice", name)
     _click(page, "open-volume")
-    page.wait_state("volume_name", lambda v: v == name or page.state("error_count") > errors)
+    # 60 s: on the loaded 2-core machine the server may still be ending the cancelled training's process
+    page.wait_state("volume_name", lambda v: v == name or page.state("error_count") > errors, timeout_ms=60000)
     assert page.state("error_count") == errors, page.state("error_message")
 
 
