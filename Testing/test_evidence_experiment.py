@@ -12,6 +12,7 @@ import pytest
 from weaknet import annotate
 from weaknet.cli import main
 from weaknet.dataset import read_dataset
+from weaknet.errors import InputError
 from weaknet.experiment import split
 from weaknet.phantoms import write_phantom_set
 from weaknet.realdata import labelled_cases
@@ -91,6 +92,11 @@ def test_every_object_of_an_instance_label_gets_its_points_and_template(data_dir
     one = tile.label.like((tile.label.array == values[np.argmax(counts)]).astype(np.uint8))
     (only,) = annotate.simulate_instance_points(one, 25, seed=3)
     assert np.array_equal(only, annotate.simulate_points(one, 25, seed=3))
+    # only specks (a tile's edge cutting nuclei): a clear error, not an empty template
+    specks = tile.label.like(np.zeros_like(tile.label.array))
+    specks.array[0, 0, :2], specks.array[5, 5, :2] = 1, 2
+    with pytest.raises(InputError, match="20 voxels or more"):
+        annotate.simulate_instance_points(specks, 10)
 
 
 def test_summary_table_ratios_and_headline():

@@ -49,6 +49,9 @@ def simulate_instance_points(label: Volume, n: int, seed: int = 0, jitter_mm: fl
         if counts[j] >= MIN_INSTANCE_VOXELS or len(values) == 1:
             one = label.like((label.array == v).astype(np.uint8))
             sets.append(simulate_points(one, n, seed=seed + 7 * j, jitter_mm=jitter_mm))
+    if not sets:
+        raise InputError(f"no object of the label has {MIN_INSTANCE_VOXELS} voxels or more to place points on "
+                         f"({len(values)} smaller ones)")
     return sets
 
 

@@ -93,30 +93,32 @@ def nuclei_cases(folder: str | Path, min_voxels: int = 20000, margin_vox: int = 
     plus ``margin_vox`` voxels, resampled by ``downsample`` in-plane (spacing :data:`NUCLEI_SPACING`);
     the label keeps the nucleus's largest connected part.
     """
-    cases = instance_cases(Path(folder), "nuclei.tif", "nuclei_label.tif", NUCLEI_SPACING, min_voxels, margin_vox,
-                           "nucleus")
-    if downsample > 1:
-        sp = NUCLEI_SPACING
-        cases = [resample_case(c, (sp[0] * downsample, sp[1] * downsample, sp[2])) for c in cases]
-    for case in cases:  # a few labels hold stray voxels apart from the nucleus: keep its main body
+    image, labels = _tiff_pair(Path(folder), "nuclei.tif", "nuclei_label.tif")
+    full = Geometry.create(image.shape[::-1], NUCLEI_SPACING)
+    counts = np.bincount(labels.ravel())
+    cases = []
+    for k in np.flatnonzero(counts >= min_voxels):
+        if k == 0:
+            continue
+        margin_mm = margin_vox * max(NUCLEI_SPACING)
+        img, lab = crop_to_label(Volume(image, full), Volume((labels == k).astype(np.uint8), full), margin_mm)
+        case = LabelledCase(f"nucleus_{k:02d}", img, lab)
+        if downsample > 1:
+            sp = NUCLEI_SPACING
+            case = resample_case(case, (sp[0] * downsample, sp[1] * downsample, sp[2]))
+        # a few labels hold stray voxels apart from the nucleus: keep its main body
         case.label = case.label.like(largest_component(case.label.array))
+        cases.append(case)
     return cases
 
 
 def stardist_cases(folder: str | Path, tiles: int = 3) -> list[LabelledCase]:
     """Stardist's synthetic 3-D test image (``img3d.tif`` 31×61×57 voxels, instances in ``mask3d.tif``; voxel
     size unknown, taken as :data:`STARDIST_SPACING`) cut into ``tiles`` × ``tiles`` in-plane tiles of the full
-    depth (3: nine cases of 31×20×19 voxels, 5–10 nuclei each, the ones cut by a tile's edge included): the
+    depth (3: nine cases of 31×20×19 voxels, 11–14 nuclei each, the ones cut by a tile's edge included): the
     label keeps the instance values, every nucleus is an object (a per-nucleus crop would label its
     identical, touching neighbours background: not a task any model can learn)."""
-    import tifffile
-
-    folder = Path(folder)
-    img_path, lab_path = folder / "img3d.tif", folder / "mask3d.tif"
-    for p in (img_path, lab_path):
-        if not p.exists():
-            raise InputError(f"{p}: not found (run scripts/fetch_data.sh)")
-    image, labels = tifffile.imread(img_path).astype(np.float32), tifffile.imread(lab_path)
+    image, labels = _tiff_pair(Path(folder), "img3d.tif", "mask3d.tif")
     full = Geometry.create(image.shape[::-1], STARDIST_SPACING)
     ys = np.linspace(0, image.shape[1], tiles + 1).round().astype(int)
     xs = np.linspace(0, image.shape[2], tiles + 1).round().astype(int)
@@ -131,11 +133,8 @@ def stardist_cases(folder: str | Path, tiles: int = 3) -> list[LabelledCase]:
     return cases
 
 
-def instance_cases(folder: Path, image_name: str, labels_name: str, spacing, min_voxels: int, margin_vox: int,
-                   prefix: str) -> list[LabelledCase]:
-    """One case per instance label (≥ ``min_voxels`` voxels) of a 3-D TIFF pair in ``folder``, cropped to
-    the instance's bounding box plus ``margin_vox`` voxels (its neighbours stay in the crop), named
-    ``{prefix}_{label:02d}``; spacing (x, y, z)."""
+def _tiff_pair(folder: Path, image_name: str, labels_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(image float32 (D, H, W), instance labels (D, H, W)) read from a 3-D TIFF pair in ``folder``."""
     import tifffile
 
     img_path, lab_path = folder / image_name, folder / labels_name
@@ -146,16 +145,7 @@ def instance_cases(folder: Path, image_name: str, labels_name: str, spacing, min
     labels = tifffile.imread(lab_path)
     if image.shape != labels.shape or image.ndim != 3:
         raise InputError(f"{img_path.name} {image.shape} and {lab_path.name} {labels.shape} must be one 3-D grid")
-    full = Geometry.create(image.shape[::-1], spacing)
-    counts = np.bincount(labels.ravel())
-    margin_mm = margin_vox * max(spacing)
-    cases = []
-    for k in np.flatnonzero(counts >= min_voxels):
-        if k == 0:
-            continue
-        img, lab = crop_to_label(Volume(image, full), Volume((labels == k).astype(np.uint8), full), margin_mm)
-        cases.append(LabelledCase(f"{prefix}_{k:02d}", img, lab))
-    return cases
+    return image, labels
 
 
 def chaos_ct_cases(folder: str | Path) -> list[LabelledCase]:
